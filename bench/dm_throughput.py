@@ -1,0 +1,373 @@
+"""DM throughput and latency against the production shape: daphne processes, PostgreSQL, Redis.
+
+    .venv/bin/python bench/dm_throughput.py [--senders 16] [--seconds 10] [--workers 2]
+
+Creates a scratch database, registers one recipient device and N sender devices (real Ed25519
+signatures via vodozemac), starts `--workers` daphne processes, connects every client over
+WebSocket and sends `dm.send` frames (each sender waits for its `dm.sent` before the next, like a
+real client with one message in flight). Then a single sender alone measures latency. In the same
+run it measures PostgreSQL's own single-row INSERT rate with the same number of clients, so the
+ratio shows how close the server is to the database's limit. Prints one JSON object.
+
+Every message is persisted and checked: the recipient must see cursors 1..N exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BENCH_DB = "chatsite_bench"
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode().rstrip("=")
+
+
+def pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(p * len(values)))] * 1000, 3)
+
+
+# --- PostgreSQL's own limit ----------------------------------------------------------------------
+
+
+def postgres_insert_rate(dsn: str, clients: int, seconds: float) -> dict:
+    """Single-row INSERTs, one transaction each, from `clients` parallel connections."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_insert")
+        conn.execute(
+            "CREATE TABLE bench_insert (id bigserial primary key, device_id uuid, body text, at timestamptz)"
+        )
+    counts = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def worker(i: int) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while time.monotonic() < stop:
+                conn.execute(
+                    "INSERT INTO bench_insert (device_id, body, at) VALUES (gen_random_uuid(), %s, now())",
+                    ["x" * 64],
+                )
+                counts[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
+    result = {"clients": clients, "inserts_per_s": round(sum(counts) / elapsed, 1)}
+    if shutil.which("pgbench"):
+        script = Path("/tmp/chatsite_bench_insert.sql")
+        script.write_text(
+            "INSERT INTO bench_insert (device_id, body, at) VALUES (gen_random_uuid(), 'x', now());\n"
+        )
+        out = subprocess.run(
+            ["pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(int(seconds)), "-f", str(script), dsn],
+            capture_output=True,
+            text=True,
+        ).stdout
+        for line in out.splitlines():
+            if line.startswith("tps ="):
+                result["pgbench_tps"] = float(line.split()[2])
+    return result
+
+
+# --- Setup ----------------------------------------------------------------------------------------
+
+
+def setup_database(base_dsn: str) -> str:
+    import psycopg
+
+    with psycopg.connect(f"{base_dsn}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    return f"{base_dsn}/{BENCH_DB}"
+
+
+def setup_parties(senders: int) -> dict:
+    """Users, sessions and devices through the real services; returns tokens and ids."""
+    import django
+
+    django.setup()
+    import vodozemac
+    from django.core.management import call_command
+
+    from chatsite.accounts import services as accounts
+    from dm.services import devices as device_services
+    from dm.services import messages as message_services
+
+    call_command("migrate", verbosity=0)
+
+    def party(name: str) -> dict:
+        user = accounts.user_register(username=name, password="bench-password-123456")
+        session, token = accounts.session_login(username=name, password="bench-password-123456")
+        account = vodozemac.Account()
+        account.generate_fallback_key()
+        ((kid, key),) = account.fallback_key.items()
+        signed = {
+            "key_id": kid,
+            "public_key": key.to_base64(),
+            "signature": account.sign(key.to_bytes()).to_base64(),
+        }
+        device = device_services.device_register(
+            session=session,
+            name=f"{name}-device",
+            identity_key=account.curve25519_key.to_base64(),
+            signing_key=account.ed25519_key.to_base64(),
+            signed_prekey=signed,
+            one_time_prekeys=[],
+            fallback_key=signed,
+        )
+        return {"user": user, "token": token, "device_id": str(device.pk)}
+
+    recipient = party("recipient")
+    out = {"recipient": {"token": recipient["token"], "device_id": recipient["device_id"]}, "senders": []}
+    for i in range(senders + 1):  # the last one is the single-sender latency run's
+        s = party(f"sender{i}")
+        conversation, _ = message_services.conversation_open(
+            user=s["user"], other_user_id=recipient["user"].pk
+        )
+        out["senders"].append(
+            {"token": s["token"], "device_id": s["device_id"], "conversation_id": conversation.pk}
+        )
+    return out
+
+
+# --- Servers --------------------------------------------------------------------------------------
+
+
+def start_servers(workers: int, env: dict) -> list[tuple[subprocess.Popen, int]]:
+    servers = []
+    for i in range(workers):
+        port = 8700 + i
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "daphne"),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "chatsite.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        servers.append((proc, port))
+    for proc, port in servers:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/live", timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"daphne on {port} did not start") from None
+                time.sleep(0.2)
+    return servers
+
+
+# --- Load -----------------------------------------------------------------------------------------
+
+
+async def run_load(
+    ports: list[int], parties: dict, senders: list[dict], seconds: float, start_cursor: int = 0
+) -> dict:
+    from websockets.asyncio.client import connect
+
+    recipient = parties["recipient"]
+    received: list[tuple[int, float]] = []
+    latencies: list[float] = []
+    done = asyncio.Event()
+    stop_at = time.monotonic() + seconds
+    sent = 0
+    send_errors: list[str] = []
+
+    async def recipient_loop(ws, expected: asyncio.Future) -> None:
+        last_ack = 0
+        async for raw in ws:
+            frame = json.loads(raw)
+            if frame["type"] != "dm.message":
+                continue
+            now = time.time()
+            received.append((frame["cursor"], now))
+            (sent_at,) = struct.unpack("!d", base64.b64decode(frame["ciphertext"] + "==")[:8])
+            latencies.append(now - sent_at)
+            if frame["cursor"] - last_ack >= 200:
+                last_ack = frame["cursor"]
+                await ws.send(json.dumps({"type": "dm.ack", "up_to": last_ack}))
+            if expected.done() and len(received) >= expected.result():
+                done.set()
+
+    async def sender_loop(ws, sender: dict, n: int) -> None:
+        nonlocal sent
+        i = 0
+        while time.monotonic() < stop_at:
+            i += 1
+            payload = b64(struct.pack("!d", time.time()) + os.urandom(56))
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "dm.send",
+                        "conversation_id": sender["conversation_id"],
+                        "client_message_id": f"{n}-{i}",
+                        "envelopes": [
+                            {"device_id": recipient["device_id"], "ciphertext": payload, "type": 1}
+                        ],
+                    }
+                )
+            )
+            while True:
+                reply = json.loads(await ws.recv())
+                if reply["type"] == "dm.sent":
+                    sent += 1
+                    break
+                if reply["type"] == "error":
+                    send_errors.append(reply["code"])
+                    break
+
+    headers = {"Authorization": f"Bearer {recipient['token']}"}
+    expected: asyncio.Future = asyncio.get_running_loop().create_future()
+    url = f"ws://127.0.0.1:{ports[0]}/ws?cursor={start_cursor}"
+    async with connect(url, additional_headers=headers, max_queue=None) as rws:
+        rtask = asyncio.create_task(recipient_loop(rws, expected))
+        conns = []
+        for n, s in enumerate(senders):
+            port = ports[n % len(ports)]
+            conns.append(
+                await connect(
+                    f"ws://127.0.0.1:{port}/ws", additional_headers={"Authorization": f"Bearer {s['token']}"}
+                )
+            )
+        t0, t0_wall = time.monotonic(), time.time()
+        await asyncio.gather(
+            *(sender_loop(ws, s, n) for n, (ws, s) in enumerate(zip(conns, senders, strict=True)))
+        )
+        send_elapsed = time.monotonic() - t0
+        expected.set_result(sent)
+        if len(received) < sent:
+            try:
+                await asyncio.wait_for(done.wait(), 30)
+            except TimeoutError:
+                pass
+        deliver_elapsed = max(t for _, t in received) - t0_wall if received else 0
+        rtask.cancel()
+        for ws in conns:
+            await ws.close()
+    cursors = sorted(c for c, _ in received)
+    return {
+        "senders": len(senders),
+        "sent": sent,
+        "delivered": len(received),
+        "send_errors": len(send_errors),
+        "sends_per_s": round(sent / send_elapsed, 1),
+        "delivered_per_s": round(len(received) / max(send_elapsed, deliver_elapsed), 1),
+        "latency_p50_ms": pct(latencies, 0.50),
+        "latency_p99_ms": pct(latencies, 0.99),
+        "lost": sent - len(set(cursors)),
+        "duplicates": len(cursors) - len(set(cursors)),
+        "in_order_gapless": cursors == list(range(cursors[0], cursors[0] + len(cursors)))
+        if cursors
+        else True,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--senders", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--workers", type=int, default=2, help="daphne processes")
+    parser.add_argument("--profile", help="write a py-spy profile (collapsed stacks) of worker 0 here")
+    parser.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"))
+    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/12"))
+    args = parser.parse_args()
+
+    dsn = setup_database(args.pg)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "chatsite.settings",
+        "DATABASE_URL": dsn,
+        "REDIS_URL": args.redis,
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "false",
+        "LOG_LEVEL": "WARNING",
+        "DM_SEND_RATE_PER_MIN": "10000000",
+        "DM_SEND_RATE_PER_HOUR": "10000000",
+        "MAX_MSGS_PER_10S": "10000000",
+        "MAX_BYTES_PER_10S": "10000000000",
+    }
+    os.environ.update(env)
+    import redis
+
+    redis.Redis.from_url(args.redis).flushdb()
+    parties = setup_parties(args.senders)
+    servers = start_servers(args.workers, env)
+    try:
+        ports = [p for _, p in servers]
+        spy = None
+        if args.profile:
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(servers[0][0].pid), "-d",
+                 str(int(args.seconds)), "-f", "raw", "-o", args.profile, "-r", "200"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        throughput = asyncio.run(run_load(ports, parties, parties["senders"][: args.senders], args.seconds))
+        if spy is not None:
+            spy.wait(timeout=60)
+        from dm.models import DeviceQueue
+
+        last = DeviceQueue.objects.get(device_id=parties["recipient"]["device_id"]).last_seq
+        single = asyncio.run(
+            run_load(ports[:1], parties, parties["senders"][-1:], min(args.seconds, 5), start_cursor=last)
+        )
+    finally:
+        for proc, _ in servers:
+            proc.terminate()
+        for proc, _ in servers:
+            proc.wait(timeout=10)
+    pg = postgres_insert_rate(dsn, args.senders, min(args.seconds, 5))
+    print(
+        json.dumps(
+            {
+                "workers": args.workers,
+                "concurrent": throughput,
+                "single_sender": {
+                    k: single[k] for k in ("sent", "sends_per_s", "latency_p50_ms", "latency_p99_ms", "lost")
+                },
+                "postgres_single_row_insert": pg,
+                "ratio_sends_to_pg_inserts": round(throughput["sends_per_s"] / pg["inserts_per_s"], 3),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Support staff's view of accounts. Actions call the same services as the API and manage.py."""
+
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.template.response import TemplateResponse
+
+from chatsite.accounts import services
+from chatsite.accounts.models import Block, Contact, SecurityEvent, Session, User
+
+
+def _confirm(modeladmin, request, queryset, *, action: str, title: str, consequence: str):
+    """Django's intermediate confirmation page for a destructive action."""
+    return TemplateResponse(
+        request,
+        "admin/chatsite/confirm_action.html",
+        {
+            **modeladmin.admin_site.each_context(request),
+            "title": title,
+            "consequence": consequence,
+            "objects": queryset,
+            "action": action,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "opts": modeladmin.model._meta,
+        },
+    )
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    list_display = ("account_id", "username", "disabled", "is_staff", "date_joined", "last_login")
+    list_filter = ("disabled", "is_staff", "is_superuser")
+    search_fields = ("username", "=account_id")
+    fieldsets = (*DjangoUserAdmin.fieldsets, ("Chat", {"fields": ("disabled",)}))
+    readonly_fields = ("disabled",)  # changed only through the actions, which end sessions too
+    actions = ["disable_accounts", "enable_accounts", "revoke_all_sessions"]
+
+    @admin.action(description="Disable accounts (end sessions, close websockets)", permissions=["change"])
+    def disable_accounts(self, request, queryset):
+        if request.POST.get("confirm") != "yes":
+            return _confirm(
+                self,
+                request,
+                queryset,
+                action="disable_accounts",
+                title="Disable accounts",
+                consequence="They will be logged out everywhere and cannot log in again until enabled.",
+            )
+        count = sum(
+            1 for user in queryset if services.account_disable(user=user, by=request.user) is not None
+        )
+        self.message_user(request, f"Disabled {count} account(s).", messages.SUCCESS)
+        return None
+
+    @admin.action(description="Enable accounts", permissions=["change"])
+    def enable_accounts(self, request, queryset):
+        for user in queryset:
+            services.account_enable(user=user, by=request.user)
+        self.message_user(request, f"Enabled {queryset.count()} account(s).", messages.SUCCESS)
+
+    @admin.action(description="Revoke all sessions (force disconnect)", permissions=["change"])
+    def revoke_all_sessions(self, request, queryset):
+        if request.POST.get("confirm") != "yes":
+            return _confirm(
+                self,
+                request,
+                queryset,
+                action="revoke_all_sessions",
+                title="Revoke all sessions",
+                consequence="Every session of these users ends and their websockets close.",
+            )
+        total = sum(services.sessions_revoke_all(user=user) for user in queryset)
+        self.message_user(request, f"Revoked {total} session(s).", messages.SUCCESS)
+        return None
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    # The token hash is never shown: it is a credential.
+    list_display = (
+        "id",
+        "user",
+        "token_prefix",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+        "ip",
+        "device_id",
+    )
+    list_filter = ("revoked_at",)
+    search_fields = ("user__username", "=id", "=device_id")
+    fields = (
+        "id",
+        "user",
+        "token_prefix",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+        "ip",
+        "user_agent",
+        "device_id",
+    )
+    readonly_fields = fields
+    actions = ["revoke_sessions"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Revoke selected sessions (force disconnect)", permissions=["change"])
+    def revoke_sessions(self, request, queryset):
+        count = 0
+        for session in queryset.filter(revoked_at__isnull=True).select_related("user"):
+            services.session_revoke(user=session.user, session_id=session.pk, by=request.user)
+            count += 1
+        self.message_user(request, f"Revoked {count} session(s).", messages.SUCCESS)
+
+
+@admin.register(SecurityEvent)
+class SecurityEventAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "kind", "user", "ip", "flagged")
+    list_filter = ("kind", "flagged")
+    search_fields = ("user__username", "ip")
+    readonly_fields = ("created_at", "kind", "user", "ip", "flagged", "data")
+
+    def has_add_permission(self, request):
+        return False
+
+
+admin.site.register(
+    Contact, list_display=("owner", "contact", "created_at"), raw_id_fields=("owner", "contact")
+)
+admin.site.register(
+    Block, list_display=("blocker", "blocked", "created_at"), raw_id_fields=("blocker", "blocked")
+)

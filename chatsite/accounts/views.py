@@ -1,0 +1,120 @@
+"""Thin REST adapters over accounts.services / selectors."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chatsite.accounts import selectors, services
+from chatsite.accounts.serializers import (
+    BlockSerializer,
+    ContactSerializer,
+    CredentialsSerializer,
+    LoginResultSerializer,
+    LoginSerializer,
+    RegisteredSerializer,
+    SessionSerializer,
+    UserRefSerializer,
+)
+from chatsite.api.request import client_ip
+
+
+class RegisterView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(request=CredentialsSerializer, responses={201: RegisteredSerializer})
+    def post(self, request):
+        data = CredentialsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = services.user_register(**data.validated_data)
+        return Response(RegisteredSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class LoginView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(request=LoginSerializer, responses={200: LoginResultSerializer})
+    def post(self, request):
+        data = LoginSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        session, token = services.session_login(
+            **data.validated_data, ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")
+        )
+        return Response(
+            {
+                "token": token,
+                "expires_at": session.expires_at,
+                "user_id": session.user_id,
+                "session_id": session.pk,
+            }
+        )
+
+
+class LogoutView(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request):
+        services.session_logout(session=request.auth)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SessionListView(APIView):
+    @extend_schema(responses={200: SessionSerializer(many=True)})
+    def get(self, request):
+        sessions = selectors.sessions_for_user(user=request.user)
+        data = SessionSerializer(sessions, many=True, context={"current_session": request.auth}).data
+        return Response({"sessions": data})
+
+
+class SessionDetailView(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request, session_id):
+        services.session_revoke(user=request.user, session_id=session_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ContactListView(APIView):
+    @extend_schema(responses={200: ContactSerializer(many=True)})
+    def get(self, request):
+        contacts = selectors.contacts_for_user(user=request.user)
+        return Response({"contacts": ContactSerializer(contacts, many=True).data})
+
+    @extend_schema(request=UserRefSerializer, responses={201: ContactSerializer})
+    def post(self, request):
+        data = UserRefSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        contact = services.contact_add(owner=request.user, user_id=data.validated_data["user_id"])
+        return Response(ContactSerializer(contact).data, status=status.HTTP_201_CREATED)
+
+
+class ContactDetailView(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request, user_id: int):
+        services.contact_remove(owner=request.user, user_id=user_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class BlockListView(APIView):
+    @extend_schema(responses={200: BlockSerializer(many=True)})
+    def get(self, request):
+        return Response(
+            {"blocks": BlockSerializer(selectors.blocked_users(user=request.user), many=True).data}
+        )
+
+    @extend_schema(request=UserRefSerializer, responses={201: BlockSerializer})
+    def post(self, request):
+        data = UserRefSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        block = services.block_add(blocker=request.user, user_id=data.validated_data["user_id"])
+        return Response(BlockSerializer(block).data, status=status.HTTP_201_CREATED)
+
+
+class BlockDetailView(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request, user_id: int):
+        services.block_remove(blocker=request.user, user_id=user_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,227 @@
+"""Sliding-window rate limiting shared by every process through Redis.
+
+Each limit is a sorted set `rl:<scope>:<key>` of event timestamps (a sliding log). One Lua script
+trims, counts and records atomically across processes, for one window or several at once (e.g.
+per minute and per hour: either all have room and the event is recorded in all, or none is
+touched). If Redis is down the limiter degrades to a per-process sliding log instead of failing
+the request, and counts the fallback in `redis_errors{component="ratelimit"}`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+from chatsite.api.errors import rate_limited
+from chatsite.api.redis import get_async_redis, get_redis
+
+logger = logging.getLogger("chatsite.ratelimit")
+
+# KEYS: one sorted set per window. ARGV: now, member, cost, then (window seconds, limit) per key.
+_SLIDING_WINDOW_LUA = """
+local now = tonumber(ARGV[1])
+local member = ARGV[2]
+local cost = tonumber(ARGV[3])
+local blocked = false
+local retry = 0
+local first_count = 0
+for i, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[2 + 2 * i])
+  local limit = tonumber(ARGV[3 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local count = redis.call('ZCARD', key)
+  if i == 1 then first_count = count end
+  if count + cost > limit then
+    blocked = true
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    local wait = window
+    if oldest[2] then wait = tonumber(oldest[2]) + window - now end
+    if wait > retry then retry = wait end
+  end
+end
+if blocked then return {0, first_count, tostring(retry)} end
+for i, key in ipairs(KEYS) do
+  for c = 1, cost do redis.call('ZADD', key, now, member .. ':' .. c) end
+  redis.call('PEXPIRE', key, math.ceil(tonumber(ARGV[2 + 2 * i]) * 1000))
+end
+return {1, first_count + cost, '0'}
+"""
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    count: int
+    retry_in_seconds: float
+
+
+@dataclass(frozen=True)
+class Window:
+    """One limit: at most `limit` events per `seconds` for `key` within `scope`."""
+
+    scope: str
+    key: str | int
+    limit: int
+    seconds: float
+
+    @property
+    def redis_key(self) -> str:
+        return f"rl:{self.scope}:{self.key}"
+
+
+class _LocalWindows:
+    """Per-process fallback: the same sliding logs in memory."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._logs: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+
+    def _trimmed(self, key: str, window: float, now: float) -> collections.deque[float]:
+        log = self._logs[key]
+        while log and log[0] <= now - window:
+            log.popleft()
+        return log
+
+    def hit(self, windows: list[Window], now: float, cost: int) -> Decision:
+        with self._lock:
+            logs = [self._trimmed(w.redis_key, w.seconds, now) for w in windows]
+            waits = [
+                log[0] + w.seconds - now if log else w.seconds
+                for w, log in zip(windows, logs, strict=True)
+                if len(log) + cost > w.limit
+            ]
+            if waits:
+                return Decision(False, len(logs[0]), max(waits))
+            for log in logs:
+                log.extend([now] * cost)
+            return Decision(True, len(logs[0]), 0.0)
+
+    def peek(self, window: Window, now: float) -> Decision:
+        with self._lock:
+            log = self._trimmed(window.redis_key, window.seconds, now)
+            return Decision(not log, len(log), log[0] + window.seconds - now if log else 0.0)
+
+    def reset(self, key: str) -> None:
+        with self._lock:
+            self._logs.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._logs.clear()
+
+
+_local = _LocalWindows()
+_scripts: dict[int, object] = {}
+
+
+def _fell_back(exc: Exception) -> None:
+    from chatsite.metrics import REDIS_ERRORS
+
+    REDIS_ERRORS.labels(component="ratelimit").inc()
+    logger.warning("rate limiter falling back to per-process windows: %s", type(exc).__name__)
+
+
+def _args(windows: list[Window], now: float, cost: int) -> tuple[list[str], list]:
+    args: list = [now, uuid.uuid4().hex, cost]
+    for w in windows:
+        args += [w.seconds, w.limit]
+    return [w.redis_key for w in windows], args
+
+
+def hit_many(windows: list[Window], *, cost: int = 1) -> Decision:
+    """Count one event against every window at once; allowed only if all have room."""
+    now = time.time()
+    client = get_redis()
+    if client is not None:
+        try:
+            script = _scripts.get(id(client))
+            if script is None:
+                script = _scripts[id(client)] = client.register_script(_SLIDING_WINDOW_LUA)
+            keys, args = _args(windows, now, cost)
+            allowed, count, retry = script(keys=keys, args=args)
+            return Decision(bool(allowed), int(count), float(retry))
+        except (redis.RedisError, OSError) as exc:
+            _fell_back(exc)
+    return _local.hit(windows, now, cost)
+
+
+async def ahit_many(windows: list[Window], *, cost: int = 1) -> Decision:
+    """`hit_many` for async callers (the realtime gateway), without a thread hop."""
+    now = time.time()
+    client = get_async_redis()
+    if client is not None:
+        try:
+            keys, args = _args(windows, now, cost)
+            allowed, count, retry = await client.eval(_SLIDING_WINDOW_LUA, len(keys), *keys, *args)
+            return Decision(bool(allowed), int(count), float(retry))
+        except (redis.RedisError, OSError) as exc:
+            _fell_back(exc)
+    return _local.hit(windows, now, cost)
+
+
+def hit(scope: str, key: str | int, *, limit: int, window_seconds: float, cost: int = 1) -> Decision:
+    """Count one event against `limit` per `window_seconds`; says whether it was allowed."""
+    return hit_many([Window(scope, key, limit, window_seconds)], cost=cost)
+
+
+def refuse(decision: Decision, windows: list[Window], detail: str | None = None) -> None:
+    """Raise the 429 for a refused decision (and count it)."""
+    from chatsite.metrics import RATE_LIMIT_HITS
+
+    RATE_LIMIT_HITS.labels(scope=windows[0].scope).inc()
+    raise rate_limited(decision.retry_in_seconds, detail)
+
+
+def check_many(windows: list[Window], *, detail: str | None = None) -> None:
+    """Like `hit_many`, but raises RATE_LIMITED (429, X-Retry-After, retry_in_seconds) when over."""
+    decision = hit_many(windows)
+    if not decision.allowed:
+        refuse(decision, windows, detail)
+
+
+def check(
+    scope: str, key: str | int, *, limit: int, window_seconds: float, detail: str | None = None
+) -> None:
+    """One window; raises RATE_LIMITED when over."""
+    check_many([Window(scope, key, limit, window_seconds)], detail=detail)
+
+
+def peek(scope: str, key: str | int, *, window_seconds: float) -> Decision:
+    """What the window holds now, without counting an event (`allowed` means it is empty)."""
+    window = Window(scope, key, 0, window_seconds)
+    now = time.time()
+    client = get_redis()
+    if client is not None:
+        try:
+            pipe = client.pipeline()
+            pipe.zremrangebyscore(window.redis_key, "-inf", now - window_seconds)
+            pipe.zrange(window.redis_key, 0, 0, withscores=True)
+            pipe.zcard(window.redis_key)
+            _, oldest, count = pipe.execute()
+            retry = oldest[0][1] + window_seconds - now if oldest else 0.0
+            return Decision(count == 0, int(count), retry)
+        except (redis.RedisError, OSError) as exc:
+            _fell_back(exc)
+    return _local.peek(window, now)
+
+
+def reset(scope: str, key: str | int) -> None:
+    rkey = Window(scope, key, 0, 0).redis_key
+    client = get_redis()
+    if client is not None:
+        try:
+            client.delete(rkey)
+        except (redis.RedisError, OSError) as exc:
+            _fell_back(exc)
+    _local.reset(rkey)
+
+
+def reset_local() -> None:
+    """Tests: forget the per-process fallback windows."""
+    _local.clear()

@@ -1,0 +1,50 @@
+"""Our own Prometheus metrics, next to django-prometheus' HTTP and DB ones.
+
+Names follow seed 003 / seed 004 so their dashboards and alerts work unchanged. With several
+processes, set PROMETHEUS_MULTIPROC_DIR (docker-compose does) and /metrics aggregates them.
+This module is the one place metrics are declared from; it imports no app, so every layer may use it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import REGISTRY, Counter, Gauge
+
+STARTED_AT = time.time()
+
+WS_CONNECTIONS_ACTIVE = Gauge(
+    "websocket_connections_active",
+    "Open realtime streams (WebSocket and SSE)",
+    ["transport"],
+    multiprocess_mode="livesum",
+)
+WS_CONNECTIONS_TOTAL = Counter(
+    "websocket_connections", "Realtime streams accepted since start", ["transport"]
+)
+WS_DISCONNECTIONS_TOTAL = Counter(
+    "websocket_disconnections", "Realtime streams closed, by close reason", ["transport", "reason"]
+)
+WS_CONNECTION_REJECTED = Counter(
+    "ws_connection_rejected", "Connections refused or cut, by reason", ["reason"]
+)
+WS_MESSAGES_SENT = Counter("ws_messages_sent", "Frames sent to clients, by frame type", ["type"])
+WS_MESSAGES_RECEIVED = Counter(
+    "ws_messages_received", "Frames received from clients, by frame type", ["type"]
+)
+
+REDIS_READY = Gauge("redis_ready", "1 when Redis (channel layer) answers, else 0", multiprocess_mode="min")
+REDIS_ERRORS = Counter("redis_errors", "Redis errors, by component", ["component"])
+RATE_LIMIT_HITS = Counter("rate_limit_hits", "Requests refused by a rate limit (429), by scope", ["scope"])
+UPTIME_SECONDS = Gauge("uptime_seconds", "Seconds since this process started", multiprocess_mode="max")
+
+
+# Collectors that read stored state at scrape time (e.g. dm's queue depths). They are not
+# per-process samples, so /metrics adds them to the multiprocess registry as well.
+STATE_COLLECTORS: list = []
+
+
+def register_state_collector(collector) -> None:
+    if collector not in STATE_COLLECTORS:
+        STATE_COLLECTORS.append(collector)
+        REGISTRY.register(collector)

@@ -1,0 +1,165 @@
+"""The relay: publishing to live streams through the channel layer, and knowing when it fails.
+
+Delivery is store-then-publish: a domain writes to PostgreSQL and publishes only after commit
+(`publish_*` defer themselves to `transaction.on_commit`). The channel layer is a best-effort
+fast path: when it fails, the publish is dropped (and counted), heartbeats say `relay_lag: true`,
+and streams catch up from the database. Correctness comes from the database and cursors.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+
+from chatsite.api.redis import get_async_redis
+from chatsite.metrics import REDIS_ERRORS, REDIS_READY
+from chatsite.realtime.names import chat_group, device_group, session_group, user_group
+
+logger = logging.getLogger("chatsite.realtime")
+
+EVENT_TYPE = "realtime.event"
+CONTROL_TYPE = "realtime.control"
+
+
+# --- Health ---------------------------------------------------------------------------------
+
+
+class RelayHealth:
+    """Per-process view of whether the channel layer's Redis answers.
+
+    A failed publish or receive marks it failed at once; a ping (at most once per
+    RELAY_HEALTH_CHECK_INTERVAL_MS) marks it healthy again.
+    """
+
+    def __init__(self) -> None:
+        self.ok = True
+        self.checked_at = 0.0
+        # Bumped on every failure: a stream that sees it change catches up from the database,
+        # since a publish from this process may have been lost even if Redis is back already.
+        self.failures = 0
+
+    def _async_client(self) -> aioredis.Redis:
+        return get_async_redis()
+
+    def _set(self, ok: bool, component: str = "channel_layer") -> None:
+        if self.ok and not ok:
+            logger.warning("relay unavailable: live delivery paused, streams fall back to polling")
+        elif ok and not self.ok:
+            logger.info("relay available again: live delivery resumed")
+        if not ok:
+            self.failures += 1
+            REDIS_ERRORS.labels(component=component).inc()
+        self.ok = ok
+        REDIS_READY.set(1 if ok else 0)
+
+    def mark_failed(self, component: str = "channel_layer") -> None:
+        self._set(False, component)
+
+    async def check(self) -> bool:
+        """Whether the relay works now (cached for RELAY_HEALTH_CHECK_INTERVAL_MS)."""
+        if not settings.REDIS_URL:
+            return True
+        now = time.monotonic()
+        if now - self.checked_at < settings.RELAY_HEALTH_CHECK_INTERVAL_MS / 1000:
+            return self.ok
+        self.checked_at = now
+        try:
+            await self._async_client().ping()
+        except (redis.RedisError, OSError):
+            self._set(False)
+        else:
+            self._set(True)
+        return self.ok
+
+    def check_sync(self) -> bool:
+        from chatsite.api.redis import get_redis
+
+        client = get_redis()
+        if client is None:
+            return True
+        try:
+            client.ping()
+        except (redis.RedisError, OSError):
+            self._set(False)
+        else:
+            self._set(True)
+        return self.ok
+
+
+health = RelayHealth()
+
+
+def redis_status() -> str:
+    """ "available" / "unavailable" (or "disabled" in embedded mode), for /dm/metrics and /health."""
+    if not settings.REDIS_URL:
+        return "disabled"
+    return "available" if health.check_sync() else "unavailable"
+
+
+# --- Publishing -----------------------------------------------------------------------------
+
+
+def _event(frame: dict[str, Any], source: str | None) -> dict[str, Any]:
+    return {"type": EVENT_TYPE, "frame": frame, "source": source, "ts": time.time()}
+
+
+async def apublish(group: str, message: dict[str, Any]) -> bool:
+    """Send a message to a channel-layer group now; False (and relay marked failed) on error."""
+    layer = get_channel_layer()
+    try:
+        await layer.group_send(group, message)
+    except (TimeoutError, redis.RedisError, OSError) as exc:
+        logger.warning("publish to %s failed: %s", group, type(exc).__name__)
+        health.mark_failed()
+        return False
+    return True
+
+
+async def apublish_event(group: str, frame: dict[str, Any], *, source: str | None = None) -> bool:
+    """For async callers whose write has already committed (e.g. the gateway's dm.send)."""
+    return await apublish(group, _event(frame, source))
+
+
+def publish_now(group: str, message: dict[str, Any]) -> bool:
+    return async_to_sync(apublish)(group, message)
+
+
+def _publish_on_commit(group: str, message: dict[str, Any]) -> None:
+    transaction.on_commit(lambda: publish_now(group, message))
+
+
+def publish_to_user(user_id: int, frame: dict[str, Any], *, source: str | None = None) -> None:
+    """After commit, send `frame` to every live stream of the user."""
+    _publish_on_commit(user_group(user_id), _event(frame, source))
+
+
+def publish_to_device(device_id, frame: dict[str, Any], *, source: str | None = None) -> None:
+    """After commit, send `frame` to the live stream of one device."""
+    _publish_on_commit(device_group(device_id), _event(frame, source))
+
+
+def publish_to_group(group_id, frame: dict[str, Any], *, source: str | None = None) -> None:
+    """After commit, send `frame` to every stream subscribed to a chat group."""
+    _publish_on_commit(chat_group(group_id), _event(frame, source))
+
+
+def close_streams(
+    *, user_id: int | None = None, session_ids=(), device_id=None, code: int, reason: str
+) -> None:
+    """After commit, close live streams: those of some sessions, of a device, or all of a user's."""
+    message = {"type": CONTROL_TYPE, "action": "close", "code": code, "reason": reason}
+    if session_ids:
+        for sid in session_ids:
+            _publish_on_commit(session_group(sid), message)
+    elif device_id is not None:
+        _publish_on_commit(device_group(device_id), message)
+    elif user_id is not None:
+        _publish_on_commit(user_group(user_id), message)

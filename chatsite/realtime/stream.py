@@ -1,0 +1,256 @@
+"""One live stream (a WebSocket on /ws or an SSE response), whatever its transport.
+
+The WebSocket consumer and the SSE view both drive a `Stream`: it registers the stream against
+the per-user limits, subscribes to the channel-layer groups, replays from the domains' cursors,
+sends heartbeats carrying `relay_lag`, polls the database while the relay is down, catches up
+when it returns, and turns queued events into frames (closing slow consumers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from chatsite.accounts.selectors import session_is_live
+from chatsite.api import flags
+from chatsite.metrics import WS_CONNECTION_REJECTED, WS_MESSAGES_SENT
+from chatsite.realtime import registry, registry_streams
+from chatsite.realtime.names import device_group, session_group, user_group
+from chatsite.realtime.relay import CONTROL_TYPE, EVENT_TYPE, health
+
+logger = logging.getLogger("chatsite.realtime")
+
+# Close codes (documented in docs/realtime.md)
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_PING_TIMEOUT = 4408
+CLOSE_REPLACED = registry_streams.CLOSE_REPLACED
+CLOSE_LIMIT = registry_streams.CLOSE_STREAM_LIMIT
+CLOSE_SLOW_CONSUMER = 4008
+CLOSE_UNAVAILABLE = 4503
+CLOSE_TOO_LARGE = 4413
+
+_LAYER_ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError)
+
+
+class Stream:
+    def __init__(
+        self,
+        *,
+        transport: str,
+        user_id: int,
+        session_id,
+        device_id,
+        channel_layer,
+        channel_name: str,
+        send_frame: Callable[[dict[str, Any]], Awaitable[None]],
+        close_transport: Callable[[int, str], Awaitable[None]],
+        params: dict[str, str] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.user_id = user_id
+        self.session_id = session_id
+        self.device_id = device_id
+        self.channel_layer = channel_layer
+        self.channel_name = channel_name
+        self._send_frame = send_frame
+        self._close_transport = close_transport
+        self.params = params or {}
+        self.state: dict[str, Any] = {}  # per-source state, e.g. the dm cursor
+        self.relay_lag = False
+        self.closed = False
+        self.close_reason = ""
+        self.last_received = time.monotonic()
+        self._last_heartbeat = time.monotonic()
+        self._last_poll = 0.0
+        self._failures_seen = health.failures
+        self._disabled_sources: set[str] = set()
+        self._send_lock = asyncio.Lock()
+
+    # --- subscriptions ---------------------------------------------------------------------
+
+    def active_sources(self) -> list[registry.StreamSource]:
+        return [s for s in registry.sources() if s.name not in self._disabled_sources]
+
+    def groups(self) -> list[str]:
+        groups = [user_group(self.user_id), session_group(self.session_id)]
+        if self.device_id is not None:
+            groups.append(device_group(self.device_id))
+        for src in self.active_sources():
+            groups.extend(src.groups(self))
+        return groups
+
+    async def _subscribe(self) -> bool:
+        try:
+            for group in self.groups():
+                await self.channel_layer.group_add(group, self.channel_name)
+        except _LAYER_ERRORS:
+            health.mark_failed()
+            return False
+        return True
+
+    async def open(self) -> None:
+        """Register, subscribe, then replay; live events queue in the layer meanwhile."""
+        for src in registry.sources():
+            if src.feature and not flags.is_enabled(src.feature):
+                self._disabled_sources.add(src.name)
+        for channel, code in await registry_streams.register(self.user_id, self.device_id, self.channel_name):
+            reason = "replaced by a newer stream" if code == CLOSE_REPLACED else "stream limit reached"
+            WS_CONNECTION_REJECTED.labels(
+                reason="replaced" if code == CLOSE_REPLACED else "stream_limit"
+            ).inc()
+            with contextlib.suppress(*_LAYER_ERRORS, Exception):
+                await self.channel_layer.send(
+                    channel, {"type": CONTROL_TYPE, "action": "close", "code": code, "reason": reason}
+                )
+            await _close_local(channel, code, reason)
+        if not await self._subscribe() or not await health.check():
+            self.relay_lag = True
+        for src in self.active_sources():
+            await src.on_open(self)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        with contextlib.suppress(Exception):
+            await self._send_frame({"type": "closing", "code": code, "reason": reason})
+        await self._close_transport(code, reason)
+
+    async def cleanup(self) -> None:
+        """Always runs when the transport ends (the `finally` of seed 000)."""
+        with contextlib.suppress(Exception):
+            await registry_streams.unregister(self.user_id, self.device_id, self.channel_name)
+        for group in self.groups():
+            with contextlib.suppress(*_LAYER_ERRORS):
+                await self.channel_layer.group_discard(group, self.channel_name)
+
+    # --- outbound --------------------------------------------------------------------------
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        async with self._send_lock:
+            await self._send_frame(frame)
+        WS_MESSAGES_SENT.labels(type=str(frame.get("type", "?"))[:40]).inc()
+
+    async def heartbeat(self) -> None:
+        self._last_heartbeat = time.monotonic()
+        await self.send({"type": "heartbeat", "relay_lag": self.relay_lag, "ts": timezone.now().isoformat()})
+
+    async def handle_layer_message(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == EVENT_TYPE:
+            lag_ms = (time.time() - message.get("ts", time.time())) * 1000
+            if lag_ms > settings.WS_SLOW_CONSUMER_LAG_MS:
+                # Events are waiting longer than the bound: cut the stream rather than buffer
+                # without limit; the client resumes from its cursor.
+                WS_CONNECTION_REJECTED.labels(reason="slow_consumer").inc()
+                logger.info("closing slow consumer", extra={"lag_ms": int(lag_ms), "user_id": self.user_id})
+                await self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
+                return
+            frame = message["frame"]
+            src = registry.source(message.get("source"))
+            if src is not None:
+                if src.name in self._disabled_sources:
+                    return
+                frame = await src.on_event(self, frame)
+            if frame is not None:
+                await self.send(frame)
+        elif kind == CONTROL_TYPE and message.get("action") == "close":
+            await self.close(int(message.get("code", CLOSE_UNAUTHENTICATED)), str(message.get("reason", "")))
+
+    # --- periodic work ---------------------------------------------------------------------
+
+    async def catch_up(self) -> None:
+        for src in self.active_sources():
+            await src.catch_up(self)
+
+    async def tick(self) -> None:
+        """Heartbeat, liveness, feature flags and relay fallback; called about once a second."""
+        now = time.monotonic()
+        relay_ok = await health.check()
+        if not relay_ok:
+            self.relay_lag = True
+            if now - self._last_poll >= settings.RELAY_POLL_INTERVAL_MS / 1000:
+                self._last_poll = now
+                await self.catch_up()
+        elif self.relay_lag:
+            # Back from an outage: the layer may have lost our group memberships (Redis restarted
+            # empty) and every publish made meanwhile. Resubscribe, then read what was missed.
+            if await self._subscribe():
+                self.relay_lag = False
+                await self.catch_up()
+                await self.heartbeat()
+        if health.failures != self._failures_seen and not self.relay_lag:
+            # A publish failed in this process (perhaps one meant for us) though Redis answers.
+            self._failures_seen = health.failures
+            await self.catch_up()
+        await self._check_features()
+        if self.closed:
+            return
+        for src in self.active_sources():
+            await src.on_tick(self)
+        if now - self._last_heartbeat >= settings.WS_PING_INTERVAL_MS / 1000:
+            if not await database_sync_to_async(session_is_live)(self.session_id):
+                await self.close(CLOSE_UNAUTHENTICATED, "session ended")
+                return
+            # Belt and braces: another process's publish may have been dropped by the relay
+            # without anyone here noticing; one cheap indexed read per heartbeat bounds the delay.
+            await self.catch_up()
+            await self.heartbeat()
+        if self.transport == "ws":
+            silent_ms = (now - self.last_received) * 1000
+            if silent_ms > settings.WS_PING_INTERVAL_MS + settings.WS_PING_TIMEOUT_MS:
+                WS_CONNECTION_REJECTED.labels(reason="ping_timeout").inc()
+                await self.close(CLOSE_PING_TIMEOUT, "ping timeout")
+
+    async def _check_features(self) -> None:
+        for src in registry.sources():
+            if src.feature and src.name not in self._disabled_sources and not flags.is_enabled(src.feature):
+                self._disabled_sources.add(src.name)
+                detail = flags.FLAGS[src.feature].disabled_detail
+                await self.send({"type": "feature.disabled", "feature": src.feature, "detail": detail})
+                if self.params.get("_feature") == src.feature:
+                    # A stream that exists only for this feature (e.g. /dm/sse) ends gracefully.
+                    await self.close(CLOSE_FORBIDDEN, detail)
+
+    async def run_ticks(self) -> None:
+        interval = min(1.0, settings.RELAY_POLL_INTERVAL_MS / 1000, settings.WS_PING_INTERVAL_MS / 1000)
+        while not self.closed:
+            await asyncio.sleep(interval)
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("stream tick failed")
+
+
+# Streams of this process by channel name, so a replacement in the same process does not depend
+# on the relay being up.
+_local_streams: dict[str, Stream] = {}
+
+
+def track(stream: Stream) -> None:
+    _local_streams[stream.channel_name] = stream
+
+
+def untrack(stream: Stream) -> None:
+    _local_streams.pop(stream.channel_name, None)
+
+
+async def _close_local(channel: str, code: int, reason: str) -> None:
+    stream = _local_streams.get(channel)
+    if stream is not None:
+        await stream.close(code, reason)

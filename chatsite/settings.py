@@ -1,0 +1,311 @@
+"""Settings for chatsite, read from the environment (12-factor, django-environ).
+
+Every limit and feature flag named in the runbooks (../shared/seeds) is a setting here under the
+runbook's own name, with the runbook's default. `.env.example` lists them all.
+
+Embedded mode: with DATABASE_URL / REDIS_URL unset, the server runs on a SQLite file, the
+in-memory channel layer and in-process Celery tasks, so `make run` needs no services.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False) if (BASE_DIR / ".env").exists() else None
+
+VERSION = "0.1.0"
+
+# --- Core -----------------------------------------------------------------------------------
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+if DEBUG:
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="dev-only-insecure-key-" + "x" * 40)
+else:
+    # Production has no default: a missing secret stops start-up (ImproperlyConfigured).
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "django_prometheus",
+    "chatsite.accounts",
+    "chatsite.api",
+    "chatsite.realtime",
+    "dm",
+    "groups",
+    "status",
+    "presence",
+    "ops",
+]
+
+MIDDLEWARE = [
+    "ops.middleware.ProbeMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "ops.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "chatsite.urls"
+APPEND_SLASH = False  # REST paths have no trailing slash and must never redirect.
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "chatsite.asgi.application"
+AUTH_USER_MODEL = "accounts.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASE_URL = env.str("DATABASE_URL", default="")
+DB_POOL_MIN_SIZE = env.int("DB_POOL_MIN_SIZE", default=2)
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=20)
+if DATABASE_URL:
+    _db = env.db_url_config(DATABASE_URL)
+    if _db["ENGINE"].endswith("postgresql"):
+        # Under ASGI every thread would keep its own persistent connection (CONN_MAX_AGE > 0)
+        # until PostgreSQL refuses clients; Django's psycopg pool bounds them instead.
+        _db["CONN_MAX_AGE"] = 0
+        _db.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": DB_POOL_MIN_SIZE,
+            "max_size": DB_POOL_MAX_SIZE,
+            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+        }
+    DATABASES = {"default": _db}
+    DATABASE_BACKEND = "postgresql" if _db["ENGINE"].endswith("postgresql") else _db["ENGINE"]
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env.str("SQLITE_PATH", default=str(BASE_DIR / "db.sqlite3")),
+            "OPTIONS": {"timeout": 20},
+        }
+    }
+    DATABASE_BACKEND = "sqlite"
+
+# --- Redis: channel layer, cache, rate limits, Celery ----------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+# How many messages one channel may queue in Redis before channels-redis refuses more. The
+# default of 100 silently drops about half of a 100-member group burst; correctness comes from
+# the database cursors anyway, this only keeps the live path from dropping under bursts.
+CHANNEL_LAYER_CAPACITY = env.int("CHANNEL_LAYER_CAPACITY", default=1500)
+# redis-py's async pool defaults to 100 connections; a burst of 1,000 connects would fail in
+# group_add, so the pool is sized explicitly.
+REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=1000)
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            # The core layer, not the pub/sub one: pub/sub silently loses messages when its
+            # connection drops and never calls its reconnect hooks.
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "max_connections": REDIS_MAX_CONNECTIONS,
+                        "socket_connect_timeout": 2,
+                    }
+                ],
+                "capacity": CHANNEL_LAYER_CAPACITY,
+                "expiry": env.int("CHANNEL_LAYER_EXPIRY_S", default=30),
+                "prefix": "asgi",
+            },
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "api:cache",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+    CHANNEL_LAYER_BACKEND = "redis"
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYER_BACKEND = "memory"
+
+# --- Celery (app in chatsite/celery.py) ------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
+# Without a broker, tasks run in-process so the embedded server needs nothing else.
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TIMEZONE = "UTC"
+# Celery beat: TTL cleanup and integrity checks (later issues add theirs here).
+CELERY_BEAT_SCHEDULE: dict = {
+    "dm-purge-deliveries": {"task": "dm.tasks.purge_deliveries", "schedule": 600.0},
+}
+
+# --- REST framework / OpenAPI -----------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["chatsite.accounts.authentication.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "chatsite.api.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "chatsite API",
+    "DESCRIPTION": 'E2EE chat backend. Errors are always {"code", "detail"}; see README.',
+    "VERSION": VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Accounts and sessions -------------------------------------------------------------------
+AUTH_TOKEN_TTL_HOURS = env.int("AUTH_TOKEN_TTL_HOURS", default=24 * 30)
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+LOGIN_FAILURE_WINDOW_S = env.int("LOGIN_FAILURE_WINDOW_S", default=60)
+LOGIN_LOCKOUT_S = env.int("LOGIN_LOCKOUT_S", default=300)
+# Only behind a load balancer that sets it may X-Forwarded-For name the client (else it is spoofable).
+TRUST_X_FORWARDED_FOR = env.bool("TRUST_X_FORWARDED_FOR", default=False)
+
+# --- Feature flags (seed 000 "Hotfix Rollback", seed 001 "Feature Flag Rollback") ------------
+GROUPS_ENABLED = env.bool("GROUPS_ENABLED", default=True)
+STATUS_ENABLED = env.bool("STATUS_ENABLED", default=True)
+PRESENCE_ENABLED = env.bool("PRESENCE_ENABLED", default=True)
+E2EE_DM_ENABLED = env.bool("E2EE_DM_ENABLED", default=True)
+
+# --- Realtime gateway limits (seed 003 "Performance Tuning", seed 000 SSE) ------------------
+MAX_CONNS_PER_IP = env.int("MAX_CONNS_PER_IP", default=50)
+MAX_TOTAL_CONNECTIONS = env.int("MAX_TOTAL_CONNECTIONS", default=10000)
+MAX_MSGS_PER_10S = env.int("MAX_MSGS_PER_10S", default=200)
+MAX_BYTES_PER_10S = env.int("MAX_BYTES_PER_10S", default=1048576)
+WS_MAX_FRAME_BYTES = env.int("WS_MAX_FRAME_BYTES", default=256 * 1024)
+# The heartbeat is the ping: every WS_PING_INTERVAL_MS the server sends {"type": "heartbeat",
+# "relay_lag": ...}; a connection that sends nothing for WS_PING_INTERVAL_MS + WS_PING_TIMEOUT_MS
+# is closed as dead (4408).
+WS_PING_INTERVAL_MS = env.int("WS_PING_INTERVAL_MS", default=25000)
+WS_PING_TIMEOUT_MS = env.int("WS_PING_TIMEOUT_MS", default=20000)
+# A connection whose queued events are older than this when they reach it is a slow consumer:
+# it is closed (4008) instead of buffering without bound, and resumes from its cursor.
+WS_SLOW_CONSUMER_LAG_MS = env.int("WS_SLOW_CONSUMER_LAG_MS", default=10000)
+WS_ALLOWED_ORIGINS = env.list("WS_ALLOWED_ORIGINS", default=[])
+E2EE_DM_MAX_CONCURRENT_STREAMS_PER_USER = env.int("E2EE_DM_MAX_CONCURRENT_STREAMS_PER_USER", default=3)
+# While the relay is down, connected streams poll the database at this interval.
+RELAY_POLL_INTERVAL_MS = env.int("RELAY_POLL_INTERVAL_MS", default=2000)
+RELAY_HEALTH_CHECK_INTERVAL_MS = env.int("RELAY_HEALTH_CHECK_INTERVAL_MS", default=1000)
+
+# --- Domain limits (later issues read these; seed 000 quick reference) -----------------------
+GROUP_MAX_PARTICIPANTS = env.int("GROUP_MAX_PARTICIPANTS", default=100)
+GROUP_MESSAGE_RATE_PER_USER_PER_MIN = env.int("GROUP_MESSAGE_RATE_PER_USER_PER_MIN", default=40)
+GROUP_INVITE_TTL_HOURS = env.int("GROUP_INVITE_TTL_HOURS", default=72)
+STATUS_TTL_HOURS = env.int("STATUS_TTL_HOURS", default=24)
+PRESENCE_HEARTBEAT_S = env.int("PRESENCE_HEARTBEAT_S", default=25)
+
+# --- E2EE direct messages (seed 001) -----------------------------------------------------------
+E2EE_MAX_DEVICES_PER_USER = env.int("E2EE_MAX_DEVICES_PER_USER", default=10)
+E2EE_MAX_PREKEYS_PER_UPLOAD = env.int("E2EE_MAX_PREKEYS_PER_UPLOAD", default=100)
+E2EE_MAX_PREKEYS_PER_DEVICE = env.int("E2EE_MAX_PREKEYS_PER_DEVICE", default=1000)
+E2EE_SIGNED_PREKEY_MAX_AGE_DAYS = env.int("E2EE_SIGNED_PREKEY_MAX_AGE_DAYS", default=90)
+E2EE_OTPK_LOW_WATERMARK = env.int("E2EE_OTPK_LOW_WATERMARK", default=10)
+E2EE_OTPK_CRITICAL = env.int("E2EE_OTPK_CRITICAL", default=5)
+E2EE_BUNDLE_FETCHES_PER_PAIR_PER_HOUR = env.int("E2EE_BUNDLE_FETCHES_PER_PAIR_PER_HOUR", default=20)
+E2EE_IDENTITY_CHANGES_FLAG_PER_DAY = env.int("E2EE_IDENTITY_CHANGES_FLAG_PER_DAY", default=2)
+DM_SEND_RATE_PER_MIN = env.int("DM_SEND_RATE_PER_MIN", default=120)
+DM_SEND_RATE_PER_HOUR = env.int("DM_SEND_RATE_PER_HOUR", default=2000)
+DM_MAX_MESSAGE_BYTES = env.int("DM_MAX_MESSAGE_BYTES", default=96 * 1024)
+# A send carries one ciphertext per device; the body limit leaves room for that many.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=8 * 1024 * 1024)
+# A live event that overtakes an earlier one waits this long for it before the stream reads the
+# gap from the database instead (concurrent sends publish in a racy order after their commits).
+DM_REORDER_WAIT_MS = env.int("DM_REORDER_WAIT_MS", default=200)
+DM_FETCH_PAGE_SIZE = env.int("DM_FETCH_PAGE_SIZE", default=200)
+DM_ACKED_RETENTION_HOURS = env.int("DM_ACKED_RETENTION_HOURS", default=24)
+DM_UNACKED_RETENTION_DAYS = env.int("DM_UNACKED_RETENTION_DAYS", default=30)
+
+# --- Observability ---------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "request_id": {"()": "ops.logging.RequestIdFilter"},
+        "redact": {"()": "ops.logging.RedactSecretsFilter"},
+    },
+    "formatters": {"json": {"()": "ops.logging.JsonFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["request_id", "redact"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
+}
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+# --- Production hardening (check --deploy clean with DJANGO_DEBUG=false) -----------------------
+# A load balancer terminates TLS and says so in X-Forwarded-Proto.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # Probes arrive over plain HTTP from inside the network; ops.middleware.ProbeMiddleware
+    # answers them before the redirect and host checks.
+    SECURE_REDIRECT_EXEMPT = [r"^health", r"^ready$", r"^live$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+X_FRAME_OPTIONS = "DENY"
+
+logging.getLogger(__name__).debug("settings loaded")

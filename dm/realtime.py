@@ -1,0 +1,250 @@
+"""dm's plug-in to the realtime gateway: the device queue as a live feed, and dm.* frames.
+
+Each device-bound stream keeps a cursor (the last queue position it sent). On open it replays
+everything after the client's cursor from PostgreSQL, then goes live; a live event at or before
+the cursor is a duplicate and dropped, one beyond cursor + 1 reveals a gap (the relay dropped
+something) and triggers a replay from the database instead. So each stream delivers every queued
+message once, in order, whether the relay works or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from chatsite.api import throttling
+from chatsite.api.errors import ApiError
+from chatsite.realtime import registry, relay
+from chatsite.realtime.names import device_group
+from chatsite.realtime.stream import Stream
+from dm.metrics import DM_DELIVERY_LATENCY
+from dm.models import Device, DeviceQueue
+from dm.selectors.messages import queued_after
+from dm.serializers_messages import AckSerializer, SendSerializer, SyncSerializer
+from dm.services import messages as message_services
+
+FEED = "dm"
+
+
+@dataclass
+class DeviceFeed:
+    """Per-stream state of the device queue feed."""
+
+    cursor: int  # the last queue position sent on this stream
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Live events that overtook an earlier one (publishes of concurrent sends race each other
+    # after their commits); held briefly so the earlier one can arrive and order is kept.
+    held: dict[int, dict[str, Any]] = field(default_factory=dict)
+    gap_timer: asyncio.Task | None = None
+    sent_pending: int = 0
+    sent_flushed: int = 0
+
+
+# Reads for the stream run on the thread pool so many streams read concurrently.
+_queued_after = database_sync_to_async(queued_after, thread_sensitive=False)
+
+
+def _device_for_stream(stream: Stream) -> Device:
+    if stream.device_id is None:
+        raise ApiError("DEVICE_REQUIRED")
+    device = Device.objects.filter(pk=stream.device_id, user_id=stream.user_id).select_related("user").first()
+    if device is None or device.status != Device.Status.ACTIVE:
+        raise ApiError("DEVICE_REVOKED")
+    return device
+
+
+def _initial_cursor(device_id) -> int:
+    queue = DeviceQueue.objects.filter(device_id=device_id).only("acked_seq").first()
+    return queue.acked_seq if queue else 0
+
+
+def _parse_cursor(value: Any) -> int | None:
+    try:
+        cursor = int(value)
+    except (TypeError, ValueError):
+        return None
+    return cursor if cursor >= 0 else None
+
+
+class DeviceQueueSource(registry.StreamSource):
+    name = "dm"
+    feature = "dm"
+
+    async def on_open(self, stream: Stream) -> None:
+        if stream.device_id is None:
+            return
+        cursor = _parse_cursor(stream.params.get("cursor") or stream.params.get("last_event_id"))
+        if cursor is None:
+            cursor = await database_sync_to_async(_initial_cursor, thread_sensitive=False)(stream.device_id)
+        stream.state[FEED] = DeviceFeed(cursor=cursor, sent_pending=cursor, sent_flushed=cursor)
+        await self.replay(stream)
+
+    async def replay(self, stream: Stream, since: int | None = None) -> None:
+        """Send everything after the stream's cursor (or `since`), page by page, from the database."""
+        feed: DeviceFeed | None = stream.state.get(FEED)
+        if feed is None:
+            return
+        async with feed.lock:
+            if since is not None:
+                feed.cursor = since
+            while not stream.closed:
+                page = await _queued_after(
+                    device_id=stream.device_id, cursor=feed.cursor, limit=settings.DM_FETCH_PAGE_SIZE
+                )
+                for delivery in page:
+                    await self._deliver(
+                        stream, feed, message_services.message_frame(delivery, delivery.message)
+                    )
+                if len(page) < settings.DM_FETCH_PAGE_SIZE:
+                    break
+            for held in [c for c in feed.held if c <= feed.cursor]:
+                del feed.held[held]
+            await self._release_held(stream, feed)
+
+    async def catch_up(self, stream: Stream) -> None:
+        await self.replay(stream)
+
+    async def on_event(self, stream: Stream, frame: dict[str, Any]) -> dict[str, Any] | None:
+        feed: DeviceFeed | None = stream.state.get(FEED)
+        if frame.get("type") != "dm.message" or feed is None:
+            return frame
+        async with feed.lock:
+            if frame["cursor"] <= feed.cursor:
+                return None  # already sent (a replay overlapped the live path)
+            if frame["cursor"] > feed.cursor + 1:
+                feed.held[frame["cursor"]] = frame
+                if feed.gap_timer is None or feed.gap_timer.done():
+                    feed.gap_timer = asyncio.create_task(self._close_gap(stream, feed))
+                return None
+            await self._deliver(stream, feed, frame)
+            await self._release_held(stream, feed)
+        return None
+
+    async def _deliver(self, stream: Stream, feed: DeviceFeed, frame: dict[str, Any]) -> None:
+        await stream.send(frame)
+        feed.cursor = feed.sent_pending = frame["cursor"]
+        created = datetime.fromisoformat(frame["created_at"]).timestamp()
+        DM_DELIVERY_LATENCY.observe(max(0.0, time.time() - created))
+
+    async def _release_held(self, stream: Stream, feed: DeviceFeed) -> None:
+        while feed.cursor + 1 in feed.held:
+            await self._deliver(stream, feed, feed.held.pop(feed.cursor + 1))
+
+    async def _close_gap(self, stream: Stream, feed: DeviceFeed) -> None:
+        """If the gap is still open after a short wait, the relay lost the event: read the
+        database, which has everything."""
+        await asyncio.sleep(settings.DM_REORDER_WAIT_MS / 1000)
+        if feed.held and not stream.closed:
+            await self.replay(stream)
+
+    async def on_tick(self, stream: Stream) -> None:
+        feed: DeviceFeed | None = stream.state.get(FEED)
+        if feed is not None and feed.sent_pending > feed.sent_flushed:
+            # Batched: one UPDATE per device per tick records when messages were handed over.
+            await database_sync_to_async(message_services.deliveries_mark_sent, thread_sensitive=False)(
+                device_id=stream.device_id, up_to_seq=feed.sent_pending
+            )
+            feed.sent_flushed = feed.sent_pending
+
+
+source = DeviceQueueSource()
+
+
+# --- Frames on /ws: the same services as REST ----------------------------------------------
+
+
+def _validated(serializer_class, frame: dict[str, Any]) -> dict[str, Any]:
+    serializer = serializer_class(data=frame)
+    if not serializer.is_valid():
+        raise ApiError("VALIDATION_ERROR", errors=serializer.errors)
+    return serializer.validated_data
+
+
+def _store_sync(stream: Stream, data: dict[str, Any]) -> message_services.SendResult:
+    request = message_services.send_prepare(
+        sender_id=stream.user_id,
+        sender_device_id=stream.device_id,
+        conversation_id=data["conversation_id"],
+        client_message_id=data["client_message_id"],
+        envelopes=data["envelopes"],
+    )
+    return message_services.message_store(request, publish=False)
+
+
+def _send_sync(stream: Stream, data: dict[str, Any]) -> message_services.SendResult:
+    """The whole service, rate limit included (used when the fast check refused)."""
+    return message_services.message_send(
+        sender_id=stream.user_id,
+        sender_device_id=stream.device_id,
+        conversation_id=data["conversation_id"],
+        client_message_id=data["client_message_id"],
+        envelopes=data["envelopes"],
+    )
+
+
+# Sends run on the thread pool, not the gateway's single thread-sensitive thread: concurrent
+# senders then use concurrent database connections (from Django's pool) instead of queueing.
+_store_concurrently = database_sync_to_async(_store_sync, thread_sensitive=False)
+_send_concurrently = database_sync_to_async(_send_sync, thread_sensitive=False)
+
+
+def sent_body(result: message_services.SendResult) -> dict[str, Any]:
+    message = result.message
+    return {
+        "message_id": message.pk,
+        "conversation_id": message.conversation_id,
+        "client_message_id": message.client_message_id,
+        "created_at": message.created_at.isoformat(),
+        "duplicate": result.duplicate,
+        "recipients": result.recipients,
+    }
+
+
+async def handle_send(stream: Stream, frame: dict[str, Any]) -> dict[str, Any]:
+    """dm.send: the same service as POST /dm/conversations/{id}/messages, without a thread hop
+    for the rate limit and with the publish done here, in the event loop, after the commit."""
+    data = _validated(SendSerializer, frame)
+    if "conversation_id" not in data:
+        raise ApiError("VALIDATION_ERROR", errors={"conversation_id": ["This field is required."]})
+    if stream.device_id is None:
+        raise ApiError("DEVICE_REQUIRED")
+    decision = await throttling.ahit_many(message_services.send_rate_windows(stream.user_id))
+    if not decision.allowed:
+        # Refused: the full service answers a retry of a stored message, or raises the 429.
+        return {"type": "dm.sent", **sent_body(await _send_concurrently(stream, data))}
+    result = await _store_concurrently(stream, data)
+    for device_id, message in result.deliveries:
+        await relay.apublish_event(device_group(device_id), message, source="dm")
+    return {"type": "dm.sent", **sent_body(result)}
+
+
+def _ack_sync(stream: Stream, data: dict[str, Any]) -> dict[str, Any]:
+    device = _device_for_stream(stream)
+    return {"type": "dm.acked", **message_services.deliveries_ack(device=device, **data)}
+
+
+async def handle_ack(stream: Stream, frame: dict[str, Any]) -> dict[str, Any]:
+    data = _validated(AckSerializer, frame)
+    return await database_sync_to_async(_ack_sync)(stream, data)
+
+
+async def handle_sync(stream: Stream, frame: dict[str, Any]) -> dict[str, Any]:
+    data = _validated(SyncSerializer, frame)
+    await database_sync_to_async(_device_for_stream)(stream)
+    if FEED not in stream.state:
+        stream.state[FEED] = DeviceFeed(cursor=data["since"])
+    await source.replay(stream, since=data["since"])
+    return {"type": "dm.synced", "cursor": stream.state[FEED].cursor}
+
+
+def register() -> None:
+    registry.register_source(source)
+    registry.register_frame("dm.send", handle_send, feature="dm")
+    registry.register_frame("dm.ack", handle_ack, feature="dm")
+    registry.register_frame("dm.sync", handle_sync, feature="dm")

@@ -1,0 +1,1 @@
+"""Reads for dm, one module per area: devices and keys, messages and delivery."""

@@ -1,0 +1,120 @@
+"""Thin REST adapters for E2EE devices and key bundles (dm.services.devices / dm.selectors.devices)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chatsite.api.flags import feature_permission
+from dm import serializers as s
+from dm.selectors import devices as selectors
+from dm.services import devices as services
+
+_ERR = OpenApiResponse(description='{"code", "detail"} error envelope')
+
+
+class _DmView(APIView):
+    permission_classes = [feature_permission("dm"), IsAuthenticated]
+
+
+class DeviceListView(_DmView):
+    @extend_schema(operation_id="e2ee_devices_list", responses={200: s.DeviceListSerializer})
+    def get(self, request):
+        devices = selectors.devices_for_user(request.user, current_session=request.auth)
+        return Response({"devices": s.DeviceSerializer(devices, many=True).data})
+
+    @extend_schema(
+        operation_id="e2ee_devices_register",
+        request=s.DeviceRegisterSerializer,
+        responses={201: s.DeviceSerializer, 400: _ERR, 409: _ERR},
+        description="Register a device and bind the calling session to it. Signatures are verified "
+        "(400 INVALID_SIGNATURE); 409 DEVICE_LIMIT past E2EE_MAX_DEVICES_PER_USER.",
+    )
+    def post(self, request):
+        data = s.DeviceRegisterSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        device = services.device_register(
+            session=request.auth,
+            name=v["device_name"],
+            identity_key=v["identity_key"],
+            signing_key=v["signing_key"],
+            signed_prekey=v["signed_prekey"],
+            one_time_prekeys=v["one_time_prekeys"],
+            fallback_key=v["fallback_key"],
+        )
+        summary = selectors.device_summary(device.pk, current_session=request.auth)
+        return Response(s.DeviceSerializer(summary).data, status=status.HTTP_201_CREATED)
+
+
+class DeviceDetailView(_DmView):
+    @extend_schema(operation_id="e2ee_devices_retrieve", responses={200: s.DeviceSerializer, 404: _ERR})
+    def get(self, request, device_id):
+        device = selectors.device_of_user(user=request.user, device_id=device_id)
+        return Response(
+            s.DeviceSerializer(selectors.device_summary(device.pk, current_session=request.auth)).data
+        )
+
+    @extend_schema(
+        operation_id="e2ee_devices_revoke",
+        responses={204: None, 404: _ERR, 409: _ERR},
+        description="Revoke one of your devices: its sessions end, its keys and queued messages are "
+        "deleted and its streams close.",
+    )
+    def delete(self, request, device_id):
+        device = selectors.device_of_user(user=request.user, device_id=device_id)
+        services.device_revoke(device=device, by_user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DevicePrekeysView(_DmView):
+    @extend_schema(
+        operation_id="e2ee_devices_prekeys_upload",
+        request=s.PrekeysUploadSerializer,
+        responses={200: s.PrekeysRemainingSerializer, 400: _ERR, 404: _ERR, 409: _ERR},
+    )
+    def post(self, request, device_id):
+        device = selectors.active_device_of_user(user=request.user, device_id=device_id)
+        data = s.PrekeysUploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        remaining = services.prekeys_upload(device=device, **data.validated_data)
+        return Response({"prekeys_remaining": remaining})
+
+
+class DeviceSignedPrekeyView(_DmView):
+    @extend_schema(
+        operation_id="e2ee_devices_signed_prekey_rotate",
+        request=s.SignedPrekeyRotateSerializer,
+        responses={200: s.SignedPrekeyOutSerializer, 400: _ERR, 404: _ERR, 409: _ERR},
+    )
+    def put(self, request, device_id):
+        device = selectors.active_device_of_user(user=request.user, device_id=device_id)
+        data = s.SignedPrekeyRotateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        bundle = services.signed_prekey_rotate(device=device, **data.validated_data)
+        return Response(
+            {
+                "device_id": str(device.pk),
+                "signed_prekey": {
+                    "key_id": bundle.signed_prekey_id,
+                    "public_key": bundle.signed_prekey,
+                    "signature": bundle.signed_prekey_signature,
+                },
+                "signed_prekey_uploaded_at": bundle.signed_prekey_uploaded_at,
+            }
+        )
+
+
+class BundleView(_DmView):
+    @extend_schema(
+        operation_id="e2ee_bundles_claim",
+        responses={200: s.BundleSerializer, 403: _ERR, 404: _ERR, 409: _ERR, 429: _ERR},
+        description="Claims one one-time prekey per active device of the user (oldest first, never "
+        "twice); the fallback key, flagged, when a pool is empty. Rate limited per (requesting device, "
+        "target device) pair.",
+    )
+    def get(self, request, user_id: int):
+        return Response(services.bundle_claim(requester_session=request.auth, target_user_id=user_id))

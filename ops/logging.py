@@ -1,0 +1,192 @@
+"""Structured logs: one JSON object per line, tagged with the request id, with secrets scrubbed.
+
+The server relays ciphertext and holds bearer tokens, so a log line must never carry a token,
+password, key or ciphertext. `RedactSecretsFilter` scrubs the record on every handler it is attached
+to, and `JsonFormatter` scrubs its output once more, so a handler configured without the filter
+still cannot leak. Over-redaction is the accepted cost: a log line is never worth a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
+
+# Set by ops.middleware for the life of a request; asgiref copies it into sync_to_async threads.
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+REDACTED = "[redacted]"
+
+# Key names whose values are secrets. "key" alone covers identity_key, public_key, api_key and
+# prekeys: public keys are not secret, but they identify devices and never help a log reader.
+_SENSITIVE_WORDS = (
+    "token|passw|passphrase|pwd|secret|authoriz|cookie|csrf|session"
+    "|ciphertext|signature|key|credential|private"
+)
+_SENSITIVE_NAME = re.compile(_SENSITIVE_WORDS, re.IGNORECASE)
+# ...unless the name says the value is only a measure of the secret (sizes, counts, times).
+_HARMLESS_SUFFIX = re.compile(r"_(?:count|len|length|size|at)$", re.IGNORECASE)
+# Tokens, keys and ciphertexts are never bare numbers ("prekeys": 100 is a count); passwords can be.
+_PASSWORD_WORDS = "passw|passphrase|pwd|secret"
+_PASSWORD_NAME = re.compile(_PASSWORD_WORDS, re.IGNORECASE)
+
+# scheme://user:password@host (database and Redis URLs in connection errors).
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)([^@\s/]+)(@)")
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]+=*")
+# name=value, name: value, "name": "value", 'name': b'value', \"name\": \"value\" (JSON in JSON).
+_KEY_VALUE = re.compile(
+    rf"""(?P<key>[\w.-]*(?:{_SENSITIVE_WORDS})[\w.-]*)(?P<sep>(?:\\?["'])?\s*[:=]\s*)"""
+    r"""(?P<value>(?!\[redacted\])(?:\\"(?:[^"\\]|\\[^"])*\\"|b?"[^"]*"|b?'[^']*'|\[[^\]]*\]|\{[^}]*\}"""
+    r"""|(?:bearer\s+|basic\s+)?(?!\[redacted\])[^\s,;&"'}\])]+))""",
+    re.IGNORECASE,
+)
+# Passwords may contain spaces, so an unquoted one runs to the end of the line or a separator.
+_PASSWORD_VALUE = re.compile(
+    rf"""(?P<key>[\w.-]*(?:{_PASSWORD_WORDS})[\w.-]*)(?P<sep>(?:\\?["'])?\s*[:=]\s*)"""
+    r"""(?P<value>(?!\[redacted\])[^\s"',;&}\]{\[][^\n"',;&}\]]*)""",
+    re.IGNORECASE,
+)
+# Base64 runs long enough to be a token (43 chars), key (44) or ciphertext, and long hex (raw keys).
+_BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{40,}={0,2}(?![A-Za-z0-9+/=_-])")
+_HEX_RUN = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{64,}(?![0-9A-Za-z])")
+
+_MAX_DEPTH = 6
+
+# Attributes every LogRecord has; anything else on a record came in through `extra=`.
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+def is_sensitive_name(name: str) -> bool:
+    return bool(_SENSITIVE_NAME.search(name)) and not _HARMLESS_SUFFIX.search(name)
+
+
+def _looks_random(run: str) -> bool:
+    # Mixed case plus digits is what random base64 looks like; paths, identifiers, uuids and
+    # request ids (lower-case hex) are not, so they survive.
+    return any(c.isupper() for c in run) and any(c.islower() for c in run) and any(c.isdigit() for c in run)
+
+
+def _redact_key_value(match: re.Match[str]) -> str:
+    if not is_sensitive_name(match["key"]):
+        return match[0]
+    value = match["value"]
+    quote = ""
+    if value.startswith('\\"'):
+        quote = '\\"'
+    elif value.lstrip("b")[:1] in ("'", '"'):
+        quote = value.lstrip("b")[0]
+    return f"{match['key']}{match['sep']}{quote}{REDACTED}{quote}"
+
+
+def scrub_text(text: str) -> str:
+    """Remove credentials, bearer tokens, name=secret pairs and random-looking blobs from text."""
+    text = _URL_CREDENTIALS.sub(rf"\1{REDACTED}\3", text)
+    # Pairs before bare bearer tokens, so "Authorization: Bearer x" loses the scheme too.
+    text = _PASSWORD_VALUE.sub(_redact_key_value, text)
+    text = _KEY_VALUE.sub(_redact_key_value, text)
+    text = _BEARER.sub(rf"\1 {REDACTED}", text)
+    text = _BASE64_RUN.sub(lambda m: REDACTED if _looks_random(m[0]) else m[0], text)
+    return _HEX_RUN.sub(REDACTED, text)
+
+
+def redact(value: Any, name: str | None = None, _depth: int = 0) -> Any:
+    """A copy of `value` safe to log; `name` is the key it was found under, if any."""
+    if value is None or isinstance(value, bool):
+        return value  # cannot carry a secret
+    if name is not None and is_sensitive_name(name):
+        if isinstance(value, int | float) and not _PASSWORD_NAME.search(name):
+            return value
+        return REDACTED
+    if _depth > _MAX_DEPTH:
+        return REDACTED
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return REDACTED  # raw bytes in a log are payloads: ciphertext or keys
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {k: redact(v, str(k), _depth + 1) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(redact(v, None, _depth + 1) for v in value)
+    if isinstance(value, list | set | frozenset):
+        return [redact(v, None, _depth + 1) for v in value]
+    try:
+        text = str(value)
+    except Exception:
+        return "[unprintable]"
+    scrubbed = scrub_text(text)
+    # Keep the object itself (other handlers may want it) unless its text had something to hide.
+    return value if scrubbed == text else scrubbed
+
+
+class RequestIdFilter(logging.Filter):
+    """Tag each record with the current request id (None outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id_var.get()
+        return True
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Scrub secrets from the message, its args, the traceback and every `extra=` attribute."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, Mapping):
+            record.msg = redact(record.msg)
+            record.args = redact(record.args) if record.args else record.args
+        else:
+            try:
+                # Merge args first: "password=%s" only says what the arg is once they meet.
+                message = record.getMessage()
+            except Exception:
+                # Mismatched args: keep them apart (logging reports the error), but scrubbed.
+                record.msg = scrub_text(str(record.msg))
+                record.args = redact(record.args)
+            else:
+                record.msg = scrub_text(message)
+                record.args = ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub_text(record.stack_info)
+        for name in [k for k in vars(record) if k not in _RECORD_ATTRS]:
+            setattr(record, name, redact(getattr(record, name), name))
+        return True
+
+
+class JsonFormatter(_BaseJsonFormatter):
+    """One JSON object per line: timestamp, level, logger, message, request_id, then the extras.
+
+    `level` is lower-case so the runbook's `jq 'select(.level == "error")'` works as written.
+    """
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        log_data["timestamp"] = datetime.fromtimestamp(record.created, tz=UTC).isoformat(
+            timespec="milliseconds"
+        )
+        log_data["level"] = record.levelname.lower()
+        log_data["logger"] = record.name
+        log_data["message"] = record.message
+        log_data["request_id"] = getattr(record, "request_id", None) or request_id_var.get()
+        super().add_fields(log_data, record, message_dict)
+        if record.exc_text and "exc_info" in log_data:
+            log_data["exc_info"] = record.exc_text  # the filter's scrubbed copy
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        # Second line of defence for handlers that were configured without RedactSecretsFilter.
+        return redact(log_data)

@@ -1,0 +1,135 @@
+"""Probe and metrics endpoints (seed 003): /health, /health/database, /ready, /live, /metrics.
+
+Plain Django views with no auth: load balancers, docker healthchecks and Prometheus call them.
+ops.middleware.ProbeMiddleware calls them before the HTTPS redirect and the host check. A probe
+must answer even when its own code breaks, so every view turns an exception into a 503 body.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from chatsite.metrics import REDIS_READY, STARTED_AT, STATE_COLLECTORS, UPTIME_SECONDS
+from ops import health
+
+logger = logging.getLogger("chatsite.ops")
+
+
+def _probe(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+    """GET/HEAD only, never cached by a proxy, and never an exception."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest) -> HttpResponse:
+        try:
+            return view(request)
+        except Exception:
+            logger.exception("probe %s failed", request.path)
+            return JsonResponse({"status": "down", "error": "internal"}, status=503)
+
+    return require_safe(never_cache(wrapper))
+
+
+def _uptime_seconds() -> float:
+    return round(time.time() - STARTED_AT, 3)
+
+
+def _record(checks: dict[str, health.Check]) -> None:
+    UPTIME_SECONDS.set(_uptime_seconds())
+    if "redis" in checks:
+        REDIS_READY.set(1 if checks["redis"]["status"] == "ok" else 0)
+
+
+@_probe
+def health_view(request: HttpRequest) -> HttpResponse:
+    checks = health.run_checks("database", "redis", "celery", "memory")
+    _record(checks)
+    status = health.overall_status(checks)
+    body = {
+        "status": status,
+        "version": settings.VERSION,
+        "uptime_seconds": _uptime_seconds(),
+        "checks": checks,
+    }
+    return JsonResponse(body, status=503 if status == "down" else 200)
+
+
+@_probe
+def health_database(request: HttpRequest) -> HttpResponse:
+    check = health.check_database()
+    return JsonResponse(check, status=200 if health.is_up(check) else 503)
+
+
+@_probe
+def ready(request: HttpRequest) -> HttpResponse:
+    # Only the database decides: without Redis the service still stores every message and
+    # streams poll the database (relay_lag), so pulling every instance out of the load balancer
+    # during a Redis outage would turn a degradation into an outage. Redis is reported, not gating.
+    # Celery is left out too: without workers tasks wait in the broker.
+    checks = health.run_checks("database", "redis")
+    _record(checks)
+    is_ready = health.is_up(checks["database"])
+    degraded = not health.is_up(checks["redis"])
+    status = ("degraded" if degraded else "ready") if is_ready else "not_ready"
+    return JsonResponse({"status": status, "checks": checks}, status=200 if is_ready else 503)
+
+
+@_probe
+def live(request: HttpRequest) -> HttpResponse:
+    # No dependency checks: a restart cannot fix a dead database, so liveness must not see it.
+    return JsonResponse({"status": "alive", "uptime_seconds": _uptime_seconds()})
+
+
+def _registry() -> Collector:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several processes write their samples to files there; add them up per scrape.
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        for collector in STATE_COLLECTORS:
+            registry.register(collector)
+        return registry
+    return REGISTRY
+
+
+def _json_value(value: float) -> float | str:
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+
+
+def _metrics_json(registry: Collector) -> dict[str, list[dict]]:
+    """{metric: [{labels, value}, ...]}; histogram parts say which series they are in "sample"."""
+    out: dict[str, list[dict]] = {}
+    for family in registry.collect():
+        samples = out.setdefault(family.name, [])
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue  # creation timestamps: noise outside Prometheus
+            entry = {"labels": sample.labels, "value": _json_value(sample.value)}
+            if sample.name not in (family.name, f"{family.name}_total"):
+                entry["sample"] = sample.name
+            samples.append(entry)
+    return out
+
+
+@_probe
+def metrics(request: HttpRequest) -> HttpResponse:
+    _record(health.run_checks("redis"))
+    registry = _registry()
+    accept = request.headers.get("Accept", "")
+    if "application/json" in accept:
+        return JsonResponse(_metrics_json(registry))
+    encoder, content_type = choose_encoder(accept)  # Prometheus text, or OpenMetrics if asked
+    return HttpResponse(encoder(registry), content_type=content_type)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Run ruff, the migrations check and the whole pytest suite against a real PostgreSQL and Redis.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/chatsite}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/15}"
+export DJANGO_SECRET_KEY="${DJANGO_SECRET_KEY:-test-only-secret-key-not-for-production-0123456789abcdef}"
+export DJANGO_DEBUG="${DJANGO_DEBUG:-false}"
+
+if ! "$BIN/python" scripts/check_services.py; then
+  exit 2
+fi
+set -e
+"$BIN/ruff" check .
+"$BIN/python" manage.py makemigrations --check --dry-run >/dev/null || {
+  echo "makemigrations --check: models and migrations differ; run 'manage.py makemigrations'" >&2; exit 1; }
+set +e
+"$BIN/python" -m pytest "$@"
+rc=$?
+if [ $rc -eq 5 ]; then
+  echo "pytest collected no tests: failing" >&2
+  exit 1
+fi
+exit $rc

@@ -1,0 +1,85 @@
+"""Shared fixtures. Tests run against the real PostgreSQL and Redis named by DATABASE_URL and
+REDIS_URL (scripts/test.sh sets the localhost defaults and checks both are up)."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from chatsite.accounts import services as account_services
+from chatsite.api import throttling
+from chatsite.api.redis import get_redis
+from tests.factories import DEFAULT_PASSWORD, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis():
+    """Each test starts with empty rate-limit windows and stream registries."""
+    client = get_redis()
+    if client is not None:
+        client.flushdb()
+    throttling.reset_local()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _plain_http(settings):
+    """Test clients speak plain HTTP, as the app sees traffic behind the TLS-terminating load
+    balancer; with DJANGO_DEBUG=false every request would otherwise be a 301 to https://."""
+    settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """PBKDF2's cost is the point in production and ~0.3 s per user or log-in in tests."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def user_factory():
+    return UserFactory
+
+
+def login(user, *, password: str = DEFAULT_PASSWORD) -> str:
+    """Open a session through the service the API uses and return its bearer token."""
+    _session, token = account_services.session_login(username=user.username, password=password)
+    return token
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {login(user)}")
+    return client
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def auth_client(user) -> APIClient:
+    return client_for(user)
+
+
+def assert_api_error(resp, *, code: str, status: int) -> dict:
+    """The response is the {"code", "detail"} envelope with the runbook's status."""
+    assert resp.status_code == status, (resp.status_code, getattr(resp, "content", b"")[:500])
+    assert resp["Content-Type"].startswith("application/json"), resp["Content-Type"]
+    body = resp.json()
+    assert body["code"] == code, body
+    assert isinstance(body["detail"], str) and body["detail"], body
+    return body
+
+
+@pytest.fixture
+def redis_required():
+    if not settings.REDIS_URL:
+        pytest.fail("REDIS_URL must be set: tests run against a real Redis")
+    return get_redis()
