@@ -64,6 +64,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "chatsite.api.middleware.JsonExceptionMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -262,7 +263,7 @@ DM_MAX_MESSAGE_BYTES = env.int("DM_MAX_MESSAGE_BYTES", default=96 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=8 * 1024 * 1024)
 # A live event that overtakes an earlier one waits this long for it before the stream reads the
 # gap from the database instead (concurrent sends publish in a racy order after their commits).
-DM_REORDER_WAIT_MS = env.int("DM_REORDER_WAIT_MS", default=200)
+DM_REORDER_WAIT_MS = env.int("DM_REORDER_WAIT_MS", default=500)
 DM_FETCH_PAGE_SIZE = env.int("DM_FETCH_PAGE_SIZE", default=200)
 DM_ACKED_RETENTION_HOURS = env.int("DM_ACKED_RETENTION_HOURS", default=24)
 DM_UNACKED_RETENTION_DAYS = env.int("DM_UNACKED_RETENTION_DAYS", default=30)

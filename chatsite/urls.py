@@ -1,8 +1,10 @@
 """Root routes. REST paths sit at the root as the runbooks show them, with no trailing slash."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from chatsite.api.errors import handler404 as not_found
 
 urlpatterns = [
     path("", include("ops.urls")),
@@ -11,6 +13,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-docs"),
+    # Last: any other path is a JSON 404 even with DJANGO_DEBUG=true (Django's debug 404 page is
+    # HTML). The admin keeps its own HTML pages.
+    re_path(r"^(?!admin/|static/).*$", not_found),
 ]
 
 handler400 = "chatsite.api.errors.handler400"

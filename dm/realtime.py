@@ -21,12 +21,11 @@ from django.conf import settings
 from chatsite.api import throttling
 from chatsite.api.errors import ApiError
 from chatsite.realtime import registry, relay
-from chatsite.realtime.names import device_group
 from chatsite.realtime.stream import Stream
 from dm.metrics import DM_DELIVERY_LATENCY
 from dm.models import Device, DeviceQueue
 from dm.selectors.messages import queued_after
-from dm.serializers_messages import AckSerializer, SendSerializer, SyncSerializer
+from dm.serializers_messages import AckSerializer, SyncSerializer, parse_send
 from dm.services import messages as message_services
 
 FEED = "dm"
@@ -85,23 +84,25 @@ class DeviceQueueSource(registry.StreamSource):
         stream.state[FEED] = DeviceFeed(cursor=cursor, sent_pending=cursor, sent_flushed=cursor)
         await self.replay(stream)
 
-    async def replay(self, stream: Stream, since: int | None = None) -> None:
-        """Send everything after the stream's cursor (or `since`), page by page, from the database."""
+    async def replay(self, stream: Stream, since: int | None = None, until: int | None = None) -> None:
+        """Send what the database holds after the stream's cursor (or `since`), page by page;
+        with `until`, only up to that position (a gap before events already held)."""
         feed: DeviceFeed | None = stream.state.get(FEED)
         if feed is None:
             return
         async with feed.lock:
             if since is not None:
                 feed.cursor = since
-            while not stream.closed:
-                page = await _queued_after(
-                    device_id=stream.device_id, cursor=feed.cursor, limit=settings.DM_FETCH_PAGE_SIZE
-                )
+            while not stream.closed and (until is None or feed.cursor < until):
+                limit = settings.DM_FETCH_PAGE_SIZE
+                if until is not None:
+                    limit = min(limit, until - feed.cursor)
+                page = await _queued_after(device_id=stream.device_id, cursor=feed.cursor, limit=limit)
                 for delivery in page:
                     await self._deliver(
                         stream, feed, message_services.message_frame(delivery, delivery.message)
                     )
-                if len(page) < settings.DM_FETCH_PAGE_SIZE:
+                if len(page) < limit:
                     break
             for held in [c for c in feed.held if c <= feed.cursor]:
                 del feed.held[held]
@@ -141,7 +142,7 @@ class DeviceQueueSource(registry.StreamSource):
         database, which has everything."""
         await asyncio.sleep(settings.DM_REORDER_WAIT_MS / 1000)
         if feed.held and not stream.closed:
-            await self.replay(stream)
+            await self.replay(stream, until=min(feed.held) - 1)
 
     async def on_tick(self, stream: Stream) -> None:
         feed: DeviceFeed | None = stream.state.get(FEED)
@@ -209,9 +210,7 @@ def sent_body(result: message_services.SendResult) -> dict[str, Any]:
 async def handle_send(stream: Stream, frame: dict[str, Any]) -> dict[str, Any]:
     """dm.send: the same service as POST /dm/conversations/{id}/messages, without a thread hop
     for the rate limit and with the publish done here, in the event loop, after the commit."""
-    data = _validated(SendSerializer, frame)
-    if "conversation_id" not in data:
-        raise ApiError("VALIDATION_ERROR", errors={"conversation_id": ["This field is required."]})
+    data = parse_send(frame, conversation_required=True)
     if stream.device_id is None:
         raise ApiError("DEVICE_REQUIRED")
     decision = await throttling.ahit_many(message_services.send_rate_windows(stream.user_id))
@@ -220,7 +219,7 @@ async def handle_send(stream: Stream, frame: dict[str, Any]) -> dict[str, Any]:
         return {"type": "dm.sent", **sent_body(await _send_concurrently(stream, data))}
     result = await _store_concurrently(stream, data)
     for device_id, message in result.deliveries:
-        await relay.apublish_event(device_group(device_id), message, source="dm")
+        await relay.apublish_to_device(device_id, message, source="dm")
     return {"type": "dm.sent", **sent_body(result)}
 
 

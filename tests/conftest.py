@@ -83,3 +83,16 @@ def redis_required():
     if not settings.REDIS_URL:
         pytest.fail("REDIS_URL must be set: tests run against a real Redis")
     return get_redis()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connection_pools(django_db_setup, django_db_blocker):
+    """Close psycopg pools before the test database is dropped (pooled connections opened by
+    worker threads would otherwise keep it "accessed by other users")."""
+    yield
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for conn in connections.all():
+            if hasattr(conn, "close_pool"):
+                conn.close_pool()

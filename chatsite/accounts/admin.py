@@ -110,11 +110,21 @@ class SessionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected sessions (force disconnect)", permissions=["change"])
     def revoke_sessions(self, request, queryset):
+        if request.POST.get("confirm") != "yes":
+            return _confirm(
+                self,
+                request,
+                queryset,
+                action="revoke_sessions",
+                title="Revoke sessions",
+                consequence="These sessions end at once and their websockets close; the users log in again.",
+            )
         count = 0
         for session in queryset.filter(revoked_at__isnull=True).select_related("user"):
             services.session_revoke(user=session.user, session_id=session.pk, by=request.user)
             count += 1
         self.message_user(request, f"Revoked {count} session(s).", messages.SUCCESS)
+        return None
 
 
 @admin.register(SecurityEvent)

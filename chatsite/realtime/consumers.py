@@ -15,6 +15,7 @@ import logging
 import time
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
@@ -81,7 +82,8 @@ async def resilient_receive(receive, stream_holder: dict) -> dict:
         try:
             return await _receive_cancellable(receive)
         except _LAYER_ERRORS as exc:
-            logger.warning("channel layer receive failed: %r", exc)
+            # The relay's own health logs the transition once; per-retry detail stays at debug.
+            logger.debug("channel layer receive failed: %r", exc)
             health.mark_failed()
             stream = stream_holder.get("stream")
             if stream is not None:
@@ -105,6 +107,15 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             await await_many_dispatch([receive, channel_receive], self.dispatch)
         except StopConsumer:
             pass
+
+    async def dispatch(self, message):
+        # channels' dispatch hops to the sync thread to close stale DB connections before every
+        # message (a thread round trip per frame and per event). Every database call here goes
+        # through database_sync_to_async, which does that itself, so the hop is skipped.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     # --- lifecycle -------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from django.db import transaction
 
 from chatsite.api.redis import get_async_redis
 from chatsite.metrics import REDIS_ERRORS, REDIS_READY
+from chatsite.realtime import local
 from chatsite.realtime.names import chat_group, device_group, session_group, user_group
 
 logger = logging.getLogger("chatsite.realtime")
@@ -124,8 +125,22 @@ async def apublish(group: str, message: dict[str, Any]) -> bool:
 
 
 async def apublish_event(group: str, frame: dict[str, Any], *, source: str | None = None) -> bool:
-    """For async callers whose write has already committed (e.g. the gateway's dm.send)."""
+    """Publish a frame to a channel-layer group now (the caller's write has committed)."""
     return await apublish(group, _event(frame, source))
+
+
+async def apublish_to_device(device_id, frame: dict[str, Any], *, source: str | None = None) -> bool:
+    """For async callers whose write has already committed (e.g. the gateway's dm.send).
+
+    A device has one stream at most; if it is open in this process the event is handed to it
+    directly (the same path a layer message takes), otherwise it goes through the relay.
+    """
+    event = _event(frame, source)
+    stream = local.by_device(device_id)
+    if stream is not None:
+        await stream.handle_layer_message(event)
+        return True
+    return await apublish(device_group(device_id), event)
 
 
 def publish_now(group: str, message: dict[str, Any]) -> bool:

@@ -23,7 +23,7 @@ from django.utils import timezone
 from chatsite.accounts.selectors import session_is_live
 from chatsite.api import flags
 from chatsite.metrics import WS_CONNECTION_REJECTED, WS_MESSAGES_SENT
-from chatsite.realtime import registry, registry_streams
+from chatsite.realtime import local, registry, registry_streams
 from chatsite.realtime.names import device_group, session_group, user_group
 from chatsite.realtime.relay import CONTROL_TYPE, EVENT_TYPE, health
 
@@ -237,20 +237,15 @@ class Stream:
                 logger.exception("stream tick failed")
 
 
-# Streams of this process by channel name, so a replacement in the same process does not depend
-# on the relay being up.
-_local_streams: dict[str, Stream] = {}
-
-
 def track(stream: Stream) -> None:
-    _local_streams[stream.channel_name] = stream
+    local.add(stream)
 
 
 def untrack(stream: Stream) -> None:
-    _local_streams.pop(stream.channel_name, None)
+    local.remove(stream)
 
 
 async def _close_local(channel: str, code: int, reason: str) -> None:
-    stream = _local_streams.get(channel)
+    stream = local.by_channel(channel)
     if stream is not None:
         await stream.close(code, reason)

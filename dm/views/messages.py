@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import JsonResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
@@ -19,11 +20,14 @@ from dm.realtime import sent_body
 from dm.selectors import messages as message_selectors
 from dm.selectors.devices import device_for_session, otpk_pool_summary
 from dm.serializers_messages import (
+    AckResultSerializer,
     AckSerializer,
     ConversationSerializer,
+    FetchResultSerializer,
     OpenConversationSerializer,
     SendSerializer,
     SentSerializer,
+    parse_send,
 )
 from dm.services import messages as message_services
 
@@ -55,15 +59,14 @@ class MessageSendView(APIView):
 
     @extend_schema(request=SendSerializer, responses={201: SentSerializer, 200: SentSerializer})
     def post(self, request, conversation_id: int):
-        body = SendSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        body = parse_send(request.data, conversation_required=False)
         device = device_for_session(request.auth)
         result = message_services.message_send(
             sender_id=request.user.pk,
             sender_device_id=device.pk,
             conversation_id=conversation_id,
-            client_message_id=body.validated_data["client_message_id"],
-            envelopes=body.validated_data["envelopes"],
+            client_message_id=body["client_message_id"],
+            envelopes=body["envelopes"],
         )
         return Response(
             sent_body(result), status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED
@@ -75,7 +78,10 @@ class MessageFetchView(APIView):
 
     permission_classes = [DM_ENABLED, IsAuthenticated]
 
-    @extend_schema(parameters=[OpenApiParameter("since", int), OpenApiParameter("limit", int)])
+    @extend_schema(
+        parameters=[OpenApiParameter("since", int), OpenApiParameter("limit", int)],
+        responses={200: FetchResultSerializer},
+    )
     def get(self, request):
         device = device_for_session(request.auth)
         try:
@@ -101,7 +107,7 @@ class MessageFetchView(APIView):
 class AckView(APIView):
     permission_classes = [DM_ENABLED, IsAuthenticated]
 
-    @extend_schema(request=AckSerializer)
+    @extend_schema(request=AckSerializer, responses={200: AckResultSerializer})
     def post(self, request):
         body = AckSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -114,6 +120,7 @@ class DmMetricsView(APIView):
 
     permission_classes = [IsAuthenticated, IsAdminUser]
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         return Response(
             {

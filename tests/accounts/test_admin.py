@@ -88,3 +88,22 @@ def test_disable_action_confirmed_disables_and_revokes_sessions():
     assert not Session.objects.filter(user__in=victims, revoked_at__isnull=True).exists()
     assert Session.objects.filter(user=bystander, revoked_at__isnull=True).count() == 1
     assert SecurityEvent.objects.filter(kind=SecurityEvent.Kind.ACCOUNT_DISABLED).count() == 2
+
+
+def test_session_revoke_action_confirms_first_then_revokes():
+    victim = UserFactory()
+    token = login(victim)
+    session = Session.objects.get(token_hash=hash_token(token))
+    client = staff_client()
+    url = "/admin/accounts/session/"
+
+    page = client.post(url, {"action": "revoke_sessions", "_selected_action": [session.pk]})
+    assert page.status_code == 200 and 'name="confirm" value="yes"' in page.content.decode()
+    session.refresh_from_db()
+    assert session.revoked_at is None
+
+    done = client.post(url, {"action": "revoke_sessions", "_selected_action": [session.pk], "confirm": "yes"})
+    assert done.status_code == 302
+    assert [str(m) for m in get_messages(done.wsgi_request)] == ["Revoked 1 session(s)."]
+    session.refresh_from_db()
+    assert session.revoked_at is not None

@@ -215,3 +215,50 @@ async def test_redis_outage_mid_stream_loses_nothing_and_duplicates_nothing():
             await ws.disconnect()
     finally:
         server.stop()
+
+
+@sync_to_async
+def store_unpublished(sender, conv, device_ids):
+    from dm.services.messages import Envelope, message_send
+
+    result = message_send(
+        sender_id=sender.user.pk,
+        sender_device_id=sender.device_id,
+        conversation_id=conv,
+        client_message_id=f"unpublished-{len(device_ids)}-{id(object())}",
+        envelopes=[Envelope(d, "AAAA", 1) for d in device_ids],
+        publish=False,
+    )
+    return dict(result.deliveries)
+
+
+async def publish_frame(device_id, frame):
+    from chatsite.realtime import relay
+    from chatsite.realtime.names import device_group
+
+    assert await relay.apublish_event(device_group(device_id), frame, source="dm")
+
+
+async def test_events_that_overtake_an_earlier_one_are_held_and_sent_in_order():
+    alice, bob, conv = await pair()
+    ws = await ws_connect(bob.token)
+    first = (await store_unpublished(alice, conv, [bob.device_id]))[bob.device_id]
+    second = (await store_unpublished(alice, conv, [bob.device_id]))[bob.device_id]
+    await publish_frame(bob.device_id, second)
+    await publish_frame(bob.device_id, first)
+    frames = [await next_frame(ws, "dm.message") for _ in range(2)]
+    assert [f["cursor"] for f in frames] == [1, 2]
+    assert [f for f in await frames_for(ws, seconds=0.3) if f["type"] == "dm.message"] == []
+    await ws.disconnect()
+
+
+@override_settings(DM_REORDER_WAIT_MS=100)
+async def test_an_event_the_relay_lost_is_read_from_the_database_after_the_wait():
+    alice, bob, conv = await pair()
+    ws = await ws_connect(bob.token)
+    await store_unpublished(alice, conv, [bob.device_id])  # its publish is "lost"
+    second = (await store_unpublished(alice, conv, [bob.device_id]))[bob.device_id]
+    await publish_frame(bob.device_id, second)
+    frames = [await next_frame(ws, "dm.message") for _ in range(2)]
+    assert [f["cursor"] for f in frames] == [1, 2]
+    await ws.disconnect()

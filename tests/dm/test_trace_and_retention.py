@@ -45,7 +45,9 @@ def test_admin_message_page_traces_deliveries_without_ciphertext(admin_client):
 def test_purge_removes_old_acknowledged_and_expired_unacknowledged_deliveries():
     alice, bob = party(), party()
     conv = open_conversation(alice, bob)
-    old_acked, old_unacked, fresh = (send(alice, conv, [bob.device_id]).json()["message_id"] for _ in range(3))
+    old_acked, old_unacked, fresh = (
+        send(alice, conv, [bob.device_id]).json()["message_id"] for _ in range(3)
+    )
     now = timezone.now()
     Delivery.objects.filter(message_id=old_acked).update(
         created_at=now - timedelta(hours=3), delivered_at=now - timedelta(hours=2)

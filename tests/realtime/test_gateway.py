@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from channels.testing import WebsocketCommunicator
 from django.db import connection, transaction
 from prometheus_client import REGISTRY
 
@@ -29,6 +28,7 @@ from chatsite.realtime.limits import connections
 from chatsite.realtime.names import user_group
 from tests.conftest import login
 from tests.factories import UserFactory
+from tests.realtime.helpers import Communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -65,19 +65,19 @@ async def new_user_and_token():
 
 def communicator(
     token: str | None = None, *, query: str = "", origin: str | None = None, client_ip: str | None = None
-) -> WebsocketCommunicator:
+) -> Communicator:
     headers = []
     if token is not None and not query:
         headers.append((b"authorization", f"Bearer {token}".encode()))
     if origin is not None:
         headers.append((b"origin", origin.encode()))
-    comm = WebsocketCommunicator(application, f"/ws{query}", headers=headers)
+    comm = Communicator(application, f"/ws{query}", headers=headers)
     if client_ip is not None:
         comm.scope["client"] = (client_ip, 50000)  # read lazily, when the app starts
     return comm
 
 
-async def open_ws(token: str, **kwargs) -> tuple[WebsocketCommunicator, dict[str, Any]]:
+async def open_ws(token: str, **kwargs) -> tuple[Communicator, dict[str, Any]]:
     """Connect and read the opening frames; returns the communicator and the hello frame."""
     comm = communicator(token, **kwargs)
     connected, _ = await comm.connect(timeout=TIMEOUT)
@@ -89,7 +89,7 @@ async def open_ws(token: str, **kwargs) -> tuple[WebsocketCommunicator, dict[str
     return comm, hello
 
 
-async def until_closed(comm: WebsocketCommunicator, timeout: float = TIMEOUT) -> tuple[int, list[dict]]:
+async def until_closed(comm: Communicator, timeout: float = TIMEOUT) -> tuple[int, list[dict]]:
     """Read frames until the server closes; returns the close code and the frames seen."""
     frames = []
     deadline = time.monotonic() + timeout
@@ -100,7 +100,7 @@ async def until_closed(comm: WebsocketCommunicator, timeout: float = TIMEOUT) ->
         frames.append(json.loads(out["text"]))
 
 
-async def assert_alive(comm: WebsocketCommunicator) -> None:
+async def assert_alive(comm: Communicator) -> None:
     await comm.send_json_to({"type": "ping", "ref": "alive?"})
     frame = await comm.receive_json_from(timeout=TIMEOUT)
     while frame["type"] == "heartbeat":

@@ -1,6 +1,6 @@
 """Compromised account (seed 002): end every session, close its websockets, disable the account.
 
-    manage.py disable_account <username> [--reason TEXT] [--dry-run] [--yes]
+manage.py disable_account <username> [--reason TEXT] [--dry-run] [--yes]
 """
 
 from django.core.management.base import BaseCommand, CommandError

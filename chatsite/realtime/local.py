@@ -1,0 +1,36 @@
+"""The streams open in this process, by channel name and by device.
+
+A replacement in the same process then does not depend on the relay, and an event for a device
+whose stream lives here is handed to it directly instead of a round trip through Redis.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chatsite.realtime.stream import Stream
+
+_by_channel: dict[str, Stream] = {}
+_by_device: dict[str, Stream] = {}
+
+
+def add(stream: Stream) -> None:
+    _by_channel[stream.channel_name] = stream
+    if stream.device_id is not None:
+        _by_device[str(stream.device_id)] = stream
+
+
+def remove(stream: Stream) -> None:
+    _by_channel.pop(stream.channel_name, None)
+    if stream.device_id is not None and _by_device.get(str(stream.device_id)) is stream:
+        del _by_device[str(stream.device_id)]
+
+
+def by_channel(channel: str) -> Stream | None:
+    return _by_channel.get(channel)
+
+
+def by_device(device_id) -> Stream | None:
+    stream = _by_device.get(str(device_id))
+    return stream if stream is not None and not stream.closed else None
