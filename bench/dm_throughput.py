@@ -333,8 +333,20 @@ def main() -> None:
         spy = None
         if args.profile:
             spy = subprocess.Popen(
-                [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(servers[0][0].pid), "-d",
-                 str(int(args.seconds)), "-f", "raw", "-o", args.profile, "-r", "200"],
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "-p",
+                    str(servers[0][0].pid),
+                    "-d",
+                    str(int(args.seconds)),
+                    "-f",
+                    "raw",
+                    "-o",
+                    args.profile,
+                    "-r",
+                    "200",
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

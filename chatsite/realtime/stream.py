@@ -23,7 +23,7 @@ from django.utils import timezone
 from chatsite.accounts.selectors import session_is_live
 from chatsite.api import flags
 from chatsite.metrics import WS_CONNECTION_REJECTED, WS_MESSAGES_SENT
-from chatsite.realtime import local, registry, registry_streams
+from chatsite.realtime import force_disconnect, local, registry, registry_streams
 from chatsite.realtime.names import device_group, session_group, user_group
 from chatsite.realtime.relay import CONTROL_TYPE, EVENT_TYPE, health
 
@@ -239,6 +239,7 @@ class Stream:
 
 def track(stream: Stream) -> None:
     local.add(stream)
+    force_disconnect.ensure_listening()
 
 
 def untrack(stream: Stream) -> None:
