@@ -154,22 +154,66 @@ def setup_parties(senders: int) -> dict:
     return out
 
 
+# --- Where the CPU goes ---------------------------------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_group(server_pids: list[int]) -> dict[str, float]:
+    """CPU seconds used so far by the servers, PostgreSQL, Redis and this load generator."""
+    out = {"servers": 0.0, "postgres": 0.0, "redis": 0.0, "load_generator": 0.0}
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        seconds = (int(fields[11]) + int(fields[12])) / _TICKS
+        pid = int(entry)
+        if pid in server_pids:
+            out["servers"] += seconds
+        elif pid == me:
+            out["load_generator"] += seconds
+        elif comm == "postgres":
+            out["postgres"] += seconds
+        elif comm.startswith("redis-server"):
+            out["redis"] += seconds
+    return out
+
+
 # --- Servers --------------------------------------------------------------------------------------
 
 
-def start_servers(workers: int, env: dict) -> list[tuple[subprocess.Popen, int]]:
+def server_command(server: str, port: int) -> list[str]:
+    bin_dir = Path(sys.executable).parent
+    if server == "uvicorn":
+        return [
+            str(bin_dir / "uvicorn"),
+            "chatsite.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ws",
+            "websockets",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+    return [str(bin_dir / "daphne"), "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"]
+
+
+def start_servers(workers: int, env: dict, server: str = "daphne") -> list[tuple[subprocess.Popen, int]]:
     servers = []
     for i in range(workers):
         port = 8700 + i
         proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "daphne"),
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "chatsite.asgi:application",
-            ],
+            server_command(server, port),
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -301,6 +345,7 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--workers", type=int, default=2, help="daphne processes")
+    parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
     parser.add_argument("--profile", help="write a py-spy profile (collapsed stacks) of worker 0 here")
     parser.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"))
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/12"))
@@ -327,7 +372,7 @@ def main() -> None:
 
     redis.Redis.from_url(args.redis).flushdb()
     parties = setup_parties(args.senders)
-    servers = start_servers(args.workers, env)
+    servers = start_servers(args.workers, env, args.server)
     try:
         ports = [p for _, p in servers]
         spy = None
@@ -350,7 +395,13 @@ def main() -> None:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+        pids = [proc.pid for proc, _ in servers]
+        cpu_before = cpu_by_group(pids)
         throughput = asyncio.run(run_load(ports, parties, parties["senders"][: args.senders], args.seconds))
+        cpu_after = cpu_by_group(pids)
+        per_1000 = {
+            k: round((cpu_after[k] - cpu_before[k]) / max(throughput["sent"], 1) * 1000, 2) for k in cpu_after
+        }
         if spy is not None:
             spy.wait(timeout=60)
         from dm.models import DeviceQueue
@@ -368,8 +419,10 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "server": args.server,
                 "workers": args.workers,
                 "concurrent": throughput,
+                "cpu_seconds_per_1000_messages": per_1000,
                 "single_sender": {
                     k: single[k] for k in ("sent", "sends_per_s", "latency_p50_ms", "latency_p99_ms", "lost")
                 },

@@ -189,10 +189,10 @@ class Delivery(models.Model):
         db_table = "dm_delivery"
         constraints = [
             models.UniqueConstraint(fields=["device", "seq"], name="uq_dm_delivery_device_seq"),
+            # Also the index for "deliveries of a message" (tracing, purge): no separate one needed.
             models.UniqueConstraint(fields=["message", "device"], name="uq_dm_delivery_message_device"),
         ]
         indexes = [
-            models.Index(fields=["message"], name="dm_delivery_message_idx"),
             models.Index(
                 fields=["device", "created_at"],
                 name="dm_delivery_pending_idx",

@@ -268,3 +268,39 @@ WHERE d.delivered_at IS NULL
 AND m.created_at > NOW() - INTERVAL '5 minutes';"""
         )
         assert cur.fetchone() == (1,)
+
+
+def test_one_statement_path_and_checked_path_store_the_same_rows():
+    """PostgreSQL sends in one statement; SQLite (embedded mode) and refusals take the checked
+    ORM path. Both must write the same thing."""
+    from dm.services.messages import Envelope, _store_checked, _store_in_one_statement, send_prepare
+
+    alice, bob = party(), party()
+    bob_tablet = add_device(bob.user, "tablet")
+    conv = open_conversation(alice, bob)
+
+    def request(cmid):
+        return send_prepare(
+            sender_id=alice.user.pk,
+            sender_device_id=alice.device_id,
+            conversation_id=conv,
+            client_message_id=cmid,
+            envelopes=[Envelope(bob.device_id, "QUFB", 0), Envelope(bob_tablet.device_id, "QkJC", 1)],
+        )
+
+    fast = _store_in_one_statement(request("fast"))
+    checked = _store_checked(request("checked"))
+    assert fast is not None and not fast.duplicate and not checked.duplicate
+
+    def rows(result):
+        return sorted(
+            Delivery.objects.filter(message_id=result.message.pk).values_list(
+                "device_id", "recipient_user_id", "message_type", "ciphertext"
+            )
+        )
+
+    assert rows(fast) == rows(checked)
+    seqs = dict(Delivery.objects.filter(device_id=bob.device_id).values_list("message_id", "seq"))
+    assert [seqs[fast.message.pk], seqs[checked.message.pk]] == [1, 2]
+    assert sorted(f["cursor"] for _, f in fast.deliveries) == [1, 1]
+    assert {d for d, _ in checked.deliveries} == {bob.device_id, bob_tablet.device_id}

@@ -32,6 +32,7 @@ async def test_force_disconnect_publish_closes_only_that_users_streams(redis_req
         closing = await next_frame(ws, "closing")
         assert closing == {"type": "closing", "code": 4401, "reason": "force disconnect"}
         assert await ws.receive_output(timeout=2) == {"type": "websocket.close", "code": 4401}
+        await ws.disconnect()  # the server's side of the close: the consumer cleans up
 
         await bystander.send_json_to({"type": "ping", "ref": 1})
         assert (await next_frame(bystander, "pong"))["ref"] == 1
