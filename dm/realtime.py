@@ -1,10 +1,11 @@
 """dm's plug-in to the realtime gateway: the device queue as a live feed, and dm.* frames.
 
 Each device-bound stream keeps a cursor (the last queue position it sent). On open it replays
-everything after the client's cursor from PostgreSQL, then goes live; a live event at or before
-the cursor is a duplicate and dropped, one beyond cursor + 1 reveals a gap (the relay dropped
-something) and triggers a replay from the database instead. So each stream delivers every queued
-message once, in order, whether the relay works or not.
+everything after the client's cursor from PostgreSQL, then goes live. A live event at or before
+the cursor is a duplicate and dropped; one beyond cursor + 1 overtook an earlier one and is held;
+if the gap is still open after DM_REORDER_WAIT_MS (the relay dropped something), the gap is read
+from the database. So each stream delivers every queued message once, in order, whether the relay
+works or not.
 """
 
 from __future__ import annotations

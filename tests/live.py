@@ -8,10 +8,12 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.db import connection
@@ -47,21 +49,29 @@ class LiveServer:
             return err.code, json.loads(raw) if raw else {}
 
 
+def daphne_database_url() -> str:
+    """DATABASE_URL with the database name swapped for pytest's test database."""
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
+
+
 @contextlib.contextmanager
-def live_daphne(extra_env: dict[str, str] | None = None):
-    """Start daphne with the test database (the caller needs a transactional_db fixture)."""
+def live_daphne(extra_env: dict[str, str] | None = None, startup_timeout: float = 20):
+    """Start daphne on the test database (callers need a transactional db) and stop it after."""
     port = free_port()
-    db = connection.settings_dict
-    db_user, db_host, db_port = db["USER"] or "postgres", db["HOST"] or "127.0.0.1", db["PORT"] or 5432
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db_user}@{db_host}:{db_port}/{db['NAME']}",
+        "DJANGO_SETTINGS_MODULE": "chatsite.settings",
+        "DATABASE_URL": daphne_database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "DJANGO_DEBUG": "false",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "false",
+        "SECURE_SSL_REDIRECT": "false",  # plain HTTP, as behind the TLS-terminating balancer
+        "DB_POOL_MIN_SIZE": "1",
+        "DB_POOL_MAX_SIZE": "4",
         **(extra_env or {}),
     }
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "daphne"),
@@ -73,26 +83,32 @@ def live_daphne(extra_env: dict[str, str] | None = None):
         ],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     server = LiveServer(port, proc)
+
+    def output() -> str:
+        log.seek(0)
+        return log.read().decode(errors="replace")[-3000:]
+
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + startup_timeout
         while True:
             try:
-                urllib.request.urlopen(server.http + "/live", timeout=1).close()
+                urllib.request.urlopen(server.http + "/live", timeout=1).close()  # noqa: S310 (local URL)
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"daphne did not start: {proc.stderr.read().decode()[-2000:]}"
-                    ) from None
+                    raise RuntimeError(f"daphne did not start:\n{output()}") from None
                 time.sleep(0.1)
         yield server
     finally:
+        # Always stopped, and before the test database is dropped.
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(timeout=5)
+        log.close()

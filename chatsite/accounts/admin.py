@@ -46,9 +46,10 @@ class UserAdmin(DjangoUserAdmin):
                 title="Disable accounts",
                 consequence="They will be logged out everywhere and cannot log in again until enabled.",
             )
-        count = sum(
-            1 for user in queryset if services.account_disable(user=user, by=request.user) is not None
-        )
+        count = 0
+        for user in queryset:
+            services.account_disable(user=user, by=request.user)
+            count += 1
         self.message_user(request, f"Disabled {count} account(s).", messages.SUCCESS)
         return None
 

@@ -18,17 +18,22 @@ from tests.streams import next_frame, ws_connect
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+async def publish_until_heard(publisher, channel: str, payload: str) -> None:
+    """The process subscribes when its first stream opens: publish until a subscriber hears it."""
+    for _ in range(100):
+        if await publisher.publish(channel, payload):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"nobody subscribed to {channel}")
+
+
 async def test_force_disconnect_publish_closes_only_that_users_streams(redis_required):
     user, other = await sync_to_async(UserFactory)(), await sync_to_async(UserFactory)()
     ws = await ws_connect(await sync_to_async(login)(user))
     bystander = await ws_connect(await sync_to_async(login)(other))
     publisher = aioredis.Redis.from_url(settings.REDIS_URL)
     try:
-        # The process subscribes when its first stream opens: publish until a subscriber hears it.
-        for _ in range(100):
-            if await publisher.publish(f"user:{user.pk}", json.dumps({"type": "ForceDisconnect"})):
-                break
-            await asyncio.sleep(0.02)
+        await publish_until_heard(publisher, f"user:{user.pk}", json.dumps({"type": "ForceDisconnect"}))
         closing = await next_frame(ws, "closing")
         assert closing == {"type": "closing", "code": 4401, "reason": "force disconnect"}
         assert await ws.receive_output(timeout=2) == {"type": "websocket.close", "code": 4401}
@@ -46,10 +51,7 @@ async def test_other_messages_on_the_user_channel_are_ignored(redis_required):
     ws = await ws_connect(await sync_to_async(login)(user))
     publisher = aioredis.Redis.from_url(settings.REDIS_URL)
     try:
-        for _ in range(100):
-            if await publisher.publish(f"user:{user.pk}", json.dumps({"type": "SomethingElse"})):
-                break
-            await asyncio.sleep(0.02)
+        await publish_until_heard(publisher, f"user:{user.pk}", json.dumps({"type": "SomethingElse"}))
         await publisher.publish(f"user:{user.pk}", "not json")
         await ws.send_json_to({"type": "ping", "ref": 2})
         assert (await next_frame(ws, "pong"))["ref"] == 2

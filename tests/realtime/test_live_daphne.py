@@ -7,43 +7,20 @@ Redis, so the user and session created here are the ones it authenticates.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from channels.db import database_sync_to_async
-from django.conf import settings
-from django.db import connection
 from websockets.asyncio.client import connect
 
 from tests.conftest import login
 from tests.factories import UserFactory
+from tests.live import live_daphne
 
 pytestmark = [pytest.mark.live_server_process, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
-DAPHNE = ROOT / ".venv" / "bin" / "daphne"
-STARTUP_TIMEOUT_S = 15  # importing Django and every app in a fresh interpreter
 TIMEOUT = 5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def daphne_database_url() -> str:
-    """DATABASE_URL with the database name swapped for pytest's test database."""
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
 
 
 def http_get(url: str, timeout: float = TIMEOUT) -> tuple[int, dict]:
@@ -54,52 +31,8 @@ def http_get(url: str, timeout: float = TIMEOUT) -> tuple[int, dict]:
 @pytest.fixture(scope="module")
 def daphne_server(django_db_setup) -> Iterator[str]:
     """One daphne for the module; each test commits its rows (transactional db) for it to see."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "chatsite.settings",
-        "DATABASE_URL": daphne_database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "SECURE_SSL_REDIRECT": "false",  # plain HTTP, as behind the TLS-terminating balancer
-        "DB_POOL_MIN_SIZE": "1",
-        "DB_POOL_MAX_SIZE": "4",
-    }
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [str(DAPHNE), "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(
-                    f"daphne exited with {proc.returncode}:\n{log.read().decode(errors='replace')[-3000:]}"
-                )
-            try:
-                if http_get(f"{base}/live", timeout=0.5)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"daphne did not answer /live:\n{log.read().decode(errors='replace')[-3000:]}")
-            time.sleep(0.1)
-        yield base
-    finally:
-        # Always stopped, and before the test database is dropped.
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
+    with live_daphne() as server:
+        yield server.http
 
 
 async def test_real_websocket_client_gets_hello_heartbeat_and_pong(daphne_server):
