@@ -18,7 +18,8 @@ try:
         # A test database left behind by an interrupted run may still have sessions (a killed
         # server's backends): pytest-django could then neither drop nor recreate it.
         conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
             [f"test_{name}"],
         )
 except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
