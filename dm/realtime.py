@@ -18,6 +18,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.utils import timezone
 
 from chatsite.api import throttling
 from chatsite.api.errors import ApiError
@@ -59,7 +60,9 @@ def _device_for_stream(stream: Stream) -> Device:
     return device
 
 
-def _initial_cursor(device_id) -> int:
+def _open_feed(device_id) -> int:
+    """The device is seen now; its stream starts after the last acknowledged position."""
+    Device.objects.filter(pk=device_id).update(last_seen_at=timezone.now())
     queue = DeviceQueue.objects.filter(device_id=device_id).only("acked_seq").first()
     return queue.acked_seq if queue else 0
 
@@ -79,9 +82,10 @@ class DeviceQueueSource(registry.StreamSource):
     async def on_open(self, stream: Stream) -> None:
         if stream.device_id is None:
             return
+        acked = await database_sync_to_async(_open_feed, thread_sensitive=False)(stream.device_id)
         cursor = _parse_cursor(stream.params.get("cursor") or stream.params.get("last_event_id"))
         if cursor is None:
-            cursor = await database_sync_to_async(_initial_cursor, thread_sensitive=False)(stream.device_id)
+            cursor = acked
         stream.state[FEED] = DeviceFeed(cursor=cursor, sent_pending=cursor, sent_flushed=cursor)
         await self.replay(stream)
 

@@ -4,12 +4,18 @@ and a real Redis outage that loses nothing."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.test import override_settings
+from django.utils import timezone
 
-from dm.models import Delivery
+from chatsite.accounts import services as account_services
+from chatsite.realtime import relay
+from chatsite.realtime.names import device_group
+from dm.models import Delivery, Device
+from dm.services.messages import Envelope, message_send
 from tests.conftest import login
 from tests.dm.helpers import open_conversation, party, send
 from tests.redis_server import RedisProcess, relay_on
@@ -28,6 +34,14 @@ def pair():
 def send_as(sender, conv, device_ids, **kw):
     resp = send(sender, conv, device_ids, **kw)
     assert resp.status_code in (200, 201), resp.content
+    return resp.json()
+
+
+def staff_dm_metrics(party) -> dict:
+    party.user.is_staff = True
+    party.user.save(update_fields=["is_staff"])
+    resp = party.client.get("/dm/metrics")
+    assert resp.status_code == 200, resp.content
     return resp.json()
 
 
@@ -200,6 +214,8 @@ async def test_redis_outage_mid_stream_loses_nothing_and_duplicates_nothing():
             )  # found by polling the database
             assert seen[-1]["message_id"] == during["message_id"]
             frames.append(seen[-1])
+            metrics = await sync_to_async(staff_dm_metrics)(alice)
+            assert metrics["redis_status"] == "unavailable"
             heartbeats = [f for f in seen if f["type"] == "heartbeat"]
             if not any(h["relay_lag"] for h in heartbeats):
                 heartbeats = await frames_until(ws, lambda f: f["type"] == "heartbeat" and f["relay_lag"])
@@ -207,6 +223,7 @@ async def test_redis_outage_mid_stream_loses_nothing_and_duplicates_nothing():
 
             server.start()
             await frames_until(ws, lambda f: f["type"] == "heartbeat" and not f["relay_lag"])
+            assert (await sync_to_async(staff_dm_metrics)(alice))["redis_status"] == "available"
             after = await send_as(alice, conv, [bob.device_id])
             frames.append(await next_frame(ws, "dm.message"))
             assert frames[-1]["message_id"] == after["message_id"]
@@ -219,8 +236,6 @@ async def test_redis_outage_mid_stream_loses_nothing_and_duplicates_nothing():
 
 @sync_to_async
 def store_unpublished(sender, conv, device_ids):
-    from dm.services.messages import Envelope, message_send
-
     result = message_send(
         sender_id=sender.user.pk,
         sender_device_id=sender.device_id,
@@ -233,9 +248,6 @@ def store_unpublished(sender, conv, device_ids):
 
 
 async def publish_frame(device_id, frame):
-    from chatsite.realtime import relay
-    from chatsite.realtime.names import device_group
-
     assert await relay.apublish_event(device_group(device_id), frame, source="dm")
 
 
@@ -261,4 +273,58 @@ async def test_an_event_the_relay_lost_is_read_from_the_database_after_the_wait(
     await publish_frame(bob.device_id, second)
     frames = [await next_frame(ws, "dm.message") for _ in range(2)]
     assert [f["cursor"] for f in frames] == [1, 2]
+    await ws.disconnect()
+
+
+async def _send_frame_error(sender, conv, device_ids, text="AAAA"):
+    ws = await ws_connect(sender.token)
+    await ws.send_json_to(
+        {
+            "type": "dm.send",
+            "ref": "e",
+            "conversation_id": conv,
+            "client_message_id": "err-1",
+            "envelopes": [{"device_id": d, "ciphertext": text, "type": 1} for d in device_ids],
+        }
+    )
+    error = await next_frame(ws, "error")
+    await ws.disconnect()
+    assert error["ref"] == "e"
+    return error
+
+
+async def test_dm_send_frame_from_a_blocked_sender_is_blocked():
+    alice, bob, conv = await pair()
+    await sync_to_async(account_services.block_add)(blocker=bob.user, user_id=alice.user.pk)
+    assert (await _send_frame_error(alice, conv, [bob.device_id]))["code"] == "BLOCKED"
+
+
+@override_settings(DM_SEND_RATE_PER_MIN=1)
+async def test_dm_send_frame_over_the_rate_limit_is_rate_limited_with_retry():
+    alice, bob, conv = await pair()
+    await send_as(alice, conv, [bob.device_id])
+    error = await _send_frame_error(alice, conv, [bob.device_id])
+    assert error["code"] == "RATE_LIMITED" and error["retry_in_seconds"] >= 1
+
+
+@override_settings(DM_MAX_MESSAGE_BYTES=8)
+async def test_dm_send_frame_with_an_oversized_ciphertext_is_payload_too_large():
+    alice, bob, conv = await pair()
+    error = await _send_frame_error(alice, conv, [bob.device_id], text="A" * 12)
+    assert error["code"] == "PAYLOAD_TOO_LARGE"
+
+
+async def test_dm_send_frame_to_an_unknown_conversation_is_not_found():
+    alice, bob, conv = await pair()
+    assert (await _send_frame_error(alice, conv + 1000, [bob.device_id]))["code"] == "NOT_FOUND"
+
+
+async def test_opening_a_device_stream_records_last_seen():
+    alice, bob, conv = await pair()
+    long_ago = timezone.now() - timedelta(days=3)
+    await sync_to_async(lambda: Device.objects.filter(pk=bob.device_id).update(last_seen_at=long_ago))()
+    ws = await ws_connect(bob.token)
+    await next_frame(ws, "heartbeat")
+    seen = await sync_to_async(lambda: Device.objects.get(pk=bob.device_id).last_seen_at)()
+    assert seen > long_ago + timedelta(days=2)
     await ws.disconnect()

@@ -8,6 +8,7 @@ import uuid
 import pytest
 from django.db import connection
 from django.test import override_settings
+from prometheus_client import REGISTRY
 
 from chatsite.accounts import services as account_services
 from dm.models import Delivery, Message
@@ -304,3 +305,17 @@ def test_one_statement_path_and_checked_path_store_the_same_rows():
     assert [seqs[fast.message.pk], seqs[checked.message.pk]] == [1, 2]
     assert sorted(f["cursor"] for _, f in fast.deliveries) == [1, 1]
     assert {d for d, _ in checked.deliveries} == {bob.device_id, bob_tablet.device_id}
+
+
+def test_prometheus_exposes_dm_metrics_and_queue_gauges(client):
+    alice, bob = party(), party()
+    conv = open_conversation(alice, bob)
+    before = REGISTRY.get_sample_value("dm_messages_sent_total") or 0
+    send(alice, conv, [bob.device_id])
+    assert REGISTRY.get_sample_value("dm_messages_sent_total") == before + 1
+    text = client.get("/metrics", secure=True).content.decode()
+    assert f'dm_device_queue_depth{{device_id="{bob.device_id}"}} 1.0' in text
+    assert f'dm_oldest_unacked_age_seconds{{device_id="{bob.device_id}"}}' in text
+    assert 'e2ee_otpk_low_devices{below="10"} 2.0' in text  # both devices registered 5 one-time keys
+    assert "dm_undelivered_messages 1.0" in text
+    assert "dm_delivery_latency_seconds_bucket" in text
