@@ -16,6 +16,7 @@ import time
 import redis
 from django.conf import settings
 
+from chatsite.api.redis import get_async_redis
 from chatsite.realtime.relay import health
 
 logger = logging.getLogger("chatsite.realtime")
@@ -95,7 +96,7 @@ async def register(user_id: int, device_id, channel: str) -> list[tuple[str, int
     limit = settings.E2EE_DM_MAX_CONCURRENT_STREAMS_PER_USER
     if settings.REDIS_URL:
         try:
-            client = health._async_client()
+            client = get_async_redis()
             raw = await client.eval(
                 _REGISTER_LUA,
                 2,
@@ -121,7 +122,7 @@ async def unregister(user_id: int, device_id, channel: str) -> None:
     _local.unregister(user_id, device_id, channel)
     if settings.REDIS_URL:
         try:
-            await health._async_client().eval(
+            await get_async_redis().eval(
                 _UNREGISTER_LUA, 2, *_keys(user_id, device_id), channel, "1" if device_id is not None else "0"
             )
         except (redis.RedisError, OSError):

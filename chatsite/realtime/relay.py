@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 import redis
-import redis.asyncio as aioredis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -47,9 +46,6 @@ class RelayHealth:
         # since a publish from this process may have been lost even if Redis is back already.
         self.failures = 0
 
-    def _async_client(self) -> aioredis.Redis:
-        return get_async_redis()
-
     def _set(self, ok: bool, component: str = "channel_layer") -> None:
         if self.ok and not ok:
             logger.warning("relay unavailable: live delivery paused, streams fall back to polling")
@@ -73,7 +69,7 @@ class RelayHealth:
             return self.ok
         self.checked_at = now
         try:
-            await self._async_client().ping()
+            await get_async_redis().ping()
         except (redis.RedisError, OSError):
             self._set(False)
         else:
