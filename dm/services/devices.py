@@ -569,12 +569,19 @@ def bundle_claim(*, requester_session: Session, target_user_id: int) -> dict[str
 
     with transaction.atomic():
         device_ids = [d for d in _active_device_ids(target.pk) if d != requester_session.device_id]
-        for device_id in device_ids:
-            throttling.check(
-                "bundle_fetch",
-                f"{requester}:{device_id}",
-                limit=settings.E2EE_BUNDLE_FETCHES_PER_PAIR_PER_HOUR,
-                window_seconds=3600,
+        if device_ids:
+            # One atomic check over every pair: either all have room and all are counted, or the
+            # fetch is refused and no pair is charged.
+            throttling.check_many(
+                [
+                    throttling.Window(
+                        "bundle_fetch",
+                        f"{requester}:{device_id}",
+                        settings.E2EE_BUNDLE_FETCHES_PER_PAIR_PER_HOUR,
+                        3600,
+                    )
+                    for device_id in device_ids
+                ],
                 detail="Too many bundle fetches for this device; try again later.",
             )
         devices = {d.pk: d for d in Device.objects.filter(pk__in=device_ids).select_related("bundle")}
@@ -585,7 +592,7 @@ def bundle_claim(*, requester_session: Session, target_user_id: int) -> dict[str
             device = devices[device_id]
             try:
                 bundle = device.bundle
-            except KeyBundle.DoesNotExist:  # only if the device row is not in the state register leaves
+            except KeyBundle.DoesNotExist:  # no bundle: nothing to hand out for this device
                 exhausted.append(str(device_id))
                 continue
             claimed = _claim_one_time_key(device_id, now)

@@ -193,6 +193,21 @@ def test_new_target_device_is_a_new_pair():
     ]
 
 
+@override_settings(E2EE_BUNDLE_FETCHES_PER_PAIR_PER_HOUR=1)
+def test_a_refused_fetch_charges_no_pair():
+    target, [(_, first_id)] = _target(5)
+    fetcher, _ = session_client(UserFactory())
+    assert fetcher.get(f"/e2ee/bundles/{target.pk}").status_code == 200
+    _, second = register_device(session_client(target)[0], n_prekeys=5)
+    # The old pair is over its limit: the whole fetch is refused, and the new pair is not charged.
+    assert fetcher.get(f"/e2ee/bundles/{target.pk}").status_code == 429
+    client, _ = session_client(target)
+    client.delete(f"/e2ee/devices/{first_id}")
+    resp = fetcher.get(f"/e2ee/bundles/{target.pk}")
+    assert resp.status_code == 200
+    assert [d["device_id"] for d in resp.json()["devices"]] == [second["device_id"]]
+
+
 def test_blocked_requester_gets_403_blocked():
     target, [(_, device_id)] = _target(3)
     blocked_user = UserFactory()
