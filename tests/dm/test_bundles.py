@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from chatsite.accounts import services as account_services
 from chatsite.realtime.names import device_group
-from dm.models import KeyBundle, OneTimePrekey
+from dm.models import Device, KeyBundle, OneTimePrekey
 from tests.conftest import assert_api_error
 from tests.dm.keys import b64d, register_device, session_client
 from tests.factories import UserFactory
@@ -199,6 +199,9 @@ def test_a_refused_fetch_charges_no_pair():
     fetcher, _ = session_client(UserFactory())
     assert fetcher.get(f"/e2ee/bundles/{target.pk}").status_code == 200
     _, second = register_device(session_client(target)[0], n_prekeys=5)
+    # List the fresh pair first, so a check that charged pairs one by one would charge it before
+    # reaching the pair that is over its limit.
+    Device.objects.filter(pk=second["device_id"]).update(created_at=timezone.now() - timedelta(days=1))
     # The old pair is over its limit: the whole fetch is refused, and the new pair is not charged.
     assert fetcher.get(f"/e2ee/bundles/{target.pk}").status_code == 429
     client, _ = session_client(target)
