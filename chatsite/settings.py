@@ -264,6 +264,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=8 *
 # A live event that overtakes an earlier one waits this long for it before the stream reads the
 # gap from the database instead (concurrent sends publish in a racy order after their commits).
 DM_REORDER_WAIT_MS = env.int("DM_REORDER_WAIT_MS", default=500)
+# A stream whose client has this many delivered but unacknowledged messages is a slow consumer:
+# it is closed (4008) rather than buffered for; the client resumes from its cursor.
+DM_MAX_UNACKED_PER_STREAM = env.int("DM_MAX_UNACKED_PER_STREAM", default=1000)
 DM_FETCH_PAGE_SIZE = env.int("DM_FETCH_PAGE_SIZE", default=200)
 DM_ACKED_RETENTION_HOURS = env.int("DM_ACKED_RETENTION_HOURS", default=24)
 DM_UNACKED_RETENTION_DAYS = env.int("DM_UNACKED_RETENTION_DAYS", default=30)

@@ -22,8 +22,9 @@ from django.utils import timezone
 
 from chatsite.api import throttling
 from chatsite.api.errors import ApiError
+from chatsite.metrics import WS_CONNECTION_REJECTED
 from chatsite.realtime import registry, relay
-from chatsite.realtime.stream import Stream
+from chatsite.realtime.stream import CLOSE_SLOW_CONSUMER, Stream
 from dm.metrics import DM_DELIVERY_LATENCY
 from dm.models import Device, DeviceQueue
 from dm.selectors.messages import queued_after
@@ -45,6 +46,10 @@ class DeviceFeed:
     gap_timer: asyncio.Task | None = None
     sent_pending: int = 0
     sent_flushed: int = 0
+    # The device's acknowledged position as this stream last knew it: a client that stops
+    # acknowledging (or reading) is cut after DM_MAX_UNACKED_PER_STREAM frames instead of the
+    # server buffering for it without bound.
+    acked: int = 0
 
 
 # Reads for the stream run on the thread pool so many streams read concurrently.
@@ -60,11 +65,18 @@ def _device_for_stream(stream: Stream) -> Device:
     return device
 
 
+def _acked_position(device_id) -> int:
+    queue = DeviceQueue.objects.filter(device_id=device_id).only("acked_seq").first()
+    return queue.acked_seq if queue else 0
+
+
 def _open_feed(device_id) -> int:
     """The device is seen now; its stream starts after the last acknowledged position."""
     Device.objects.filter(pk=device_id).update(last_seen_at=timezone.now())
-    queue = DeviceQueue.objects.filter(device_id=device_id).only("acked_seq").first()
-    return queue.acked_seq if queue else 0
+    return _acked_position(device_id)
+
+
+_acked_position_async = database_sync_to_async(_acked_position, thread_sensitive=False)
 
 
 def _parse_cursor(value: Any) -> int | None:
@@ -86,7 +98,7 @@ class DeviceQueueSource(registry.StreamSource):
         cursor = _parse_cursor(stream.params.get("cursor") or stream.params.get("last_event_id"))
         if cursor is None:
             cursor = acked
-        stream.state[FEED] = DeviceFeed(cursor=cursor, sent_pending=cursor, sent_flushed=cursor)
+        stream.state[FEED] = DeviceFeed(cursor=cursor, sent_pending=cursor, sent_flushed=cursor, acked=acked)
         await self.replay(stream)
 
     async def replay(self, stream: Stream, since: int | None = None, until: int | None = None) -> None:
@@ -114,6 +126,9 @@ class DeviceQueueSource(registry.StreamSource):
             await self._release_held(stream, feed)
 
     async def catch_up(self, stream: Stream) -> None:
+        feed: DeviceFeed | None = stream.state.get(FEED)
+        if feed is not None:  # acknowledgements may have come over REST meanwhile
+            feed.acked = max(feed.acked, await _acked_position_async(stream.device_id))
         await self.replay(stream)
 
     async def on_event(self, stream: Stream, frame: dict[str, Any]) -> dict[str, Any] | None:
@@ -133,6 +148,10 @@ class DeviceQueueSource(registry.StreamSource):
         return None
 
     async def _deliver(self, stream: Stream, feed: DeviceFeed, frame: dict[str, Any]) -> None:
+        if frame["cursor"] - feed.acked > settings.DM_MAX_UNACKED_PER_STREAM:
+            WS_CONNECTION_REJECTED.labels(reason="slow_consumer").inc()
+            await stream.close(CLOSE_SLOW_CONSUMER, "slow consumer: acknowledge what you receive")
+            return
         await stream.send(frame)
         feed.cursor = feed.sent_pending = frame["cursor"]
         created = datetime.fromisoformat(frame["created_at"]).timestamp()
@@ -235,7 +254,11 @@ def _ack_sync(stream: Stream, data: dict[str, Any]) -> dict[str, Any]:
 
 async def handle_ack(stream: Stream, frame: dict[str, Any]) -> dict[str, Any]:
     data = _validated(AckSerializer, frame)
-    return await database_sync_to_async(_ack_sync)(stream, data)
+    reply = await database_sync_to_async(_ack_sync)(stream, data)
+    feed: DeviceFeed | None = stream.state.get(FEED)
+    if feed is not None and data.get("up_to") is not None:
+        feed.acked = max(feed.acked, min(data["up_to"], feed.cursor))
+    return reply
 
 
 async def handle_sync(stream: Stream, frame: dict[str, Any]) -> dict[str, Any]:

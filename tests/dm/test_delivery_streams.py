@@ -328,3 +328,29 @@ async def test_opening_a_device_stream_records_last_seen():
     seen = await sync_to_async(lambda: Device.objects.get(pk=bob.device_id).last_seen_at)()
     assert seen > long_ago + timedelta(days=2)
     await ws.disconnect()
+
+
+@override_settings(DM_MAX_UNACKED_PER_STREAM=3)
+async def test_a_client_that_does_not_acknowledge_is_cut_as_a_slow_consumer():
+    alice, bob, conv = await pair()
+    for _ in range(4):
+        await send_as(alice, conv, [bob.device_id])
+    ws = await ws_connect(bob.token)
+    frames = await frames_until(ws, lambda f: f["type"] == "closing")
+    assert [f["cursor"] for f in frames if f["type"] == "dm.message"] == [1, 2, 3]
+    assert frames[-1]["code"] == 4008
+    await ws.disconnect()
+
+
+@override_settings(DM_MAX_UNACKED_PER_STREAM=3)
+async def test_a_client_that_acknowledges_keeps_receiving():
+    alice, bob, conv = await pair()
+    ws = await ws_connect(bob.token)
+    for expected in range(1, 6):
+        await send_as(alice, conv, [bob.device_id])
+        frame = await next_frame(ws, "dm.message")
+        assert frame["cursor"] == expected
+        if expected % 2 == 0:
+            await ws.send_json_to({"type": "dm.ack", "up_to": frame["cursor"]})
+            await next_frame(ws, "dm.acked")
+    await ws.disconnect()
