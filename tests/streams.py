@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from channels.testing import WebsocketCommunicator
-
 from chatsite.asgi import application
+from tests.realtime.helpers import Communicator as WebsocketCommunicator
 
 
 async def ws_connect(token: str, query: str = "") -> WebsocketCommunicator:
