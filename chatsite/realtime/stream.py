@@ -108,7 +108,9 @@ class Stream:
             WS_CONNECTION_REJECTED.labels(
                 reason="replaced" if code == CLOSE_REPLACED else "stream_limit"
             ).inc()
-            with contextlib.suppress(*_LAYER_ERRORS, Exception):
+            # Best effort across processes (the old stream may live elsewhere, or be gone already);
+            # one in this process is closed directly below, relay or not.
+            with contextlib.suppress(Exception):
                 await self.channel_layer.send(
                     channel, {"type": CONTROL_TYPE, "action": "close", "code": code, "reason": reason}
                 )
