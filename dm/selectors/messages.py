@@ -9,7 +9,7 @@ from django.db import connection
 from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
-from dm.models import Conversation, Delivery, Device, Message
+from dm.models import Conversation, Delivery, Message
 
 
 def conversations_for_user(*, user_id: int) -> QuerySet[Conversation]:
@@ -150,7 +150,3 @@ def delivery_latency(*, window: timedelta = timedelta(hours=1)) -> dict[str, flo
         return values[min(len(values) - 1, int(p * len(values)))] if values else None
 
     return {"p95_seconds": pct(0.95), "p99_seconds": pct(0.99), "samples": len(values)}
-
-
-def active_device(*, user_id: int, device_id) -> Device | None:
-    return Device.objects.filter(pk=device_id, user_id=user_id).first()
