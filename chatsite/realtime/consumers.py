@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import time
 from typing import Any
@@ -22,7 +21,7 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from chatsite.api import flags
+from chatsite.api import flags, json_input
 from chatsite.api.errors import ApiError
 from chatsite.metrics import (
     WS_CONNECTION_REJECTED,
@@ -216,7 +215,12 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             await self.stream.send(ApiError("PAYLOAD_TOO_LARGE", "Frame too large.").frame())
             return await self.stream.close(CLOSE_TOO_LARGE, "frame too large")
         try:
-            frame = json.loads(raw)
+            # One parser with a depth limit: plain json.loads raises RecursionError on ~6 KB of
+            # nested brackets, which escaped receive() and leaked this socket's connection slots.
+            frame = json_input.loads(raw)
+        except ApiError as err:
+            WS_MESSAGES_RECEIVED.labels(type="invalid").inc()
+            return await self.stream.send(err.frame())
         except (ValueError, UnicodeDecodeError):
             WS_MESSAGES_RECEIVED.labels(type="invalid").inc()
             return await self.stream.send(ApiError("BAD_REQUEST", "Frames must be JSON objects.").frame())

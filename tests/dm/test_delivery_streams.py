@@ -4,6 +4,7 @@ and a real Redis outage that loses nothing."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -240,7 +241,7 @@ def store_unpublished(sender, conv, device_ids):
         sender_id=sender.user.pk,
         sender_device_id=sender.device_id,
         conversation_id=conv,
-        client_message_id=f"unpublished-{len(device_ids)}-{id(object())}",
+        client_message_id=f"unpublished-{uuid.uuid4()}",
         envelopes=[Envelope(d, "AAAA", 1) for d in device_ids],
         publish=False,
     )
