@@ -1,12 +1,45 @@
 """Support staff's view of accounts. Actions call the same services as the API and manage.py."""
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.template.response import TemplateResponse
 
 from chatsite.accounts import services
 from chatsite.accounts.models import Block, Contact, SecurityEvent, Session, User
+from chatsite.api.errors import ApiError
+from chatsite.api.request import client_ip
+
+
+class ThrottledAdminLoginForm(AdminAuthenticationForm):
+    """`/admin/login/` through the same log-in service as `POST /auth/login`: one throttling
+    policy and one security_events trail. A refused attempt is the login page again (HTTP 200)
+    with the reason and the wait as the form's error."""
+
+    def clean(self):
+        username = self.cleaned_data.get("username")
+        password = self.cleaned_data.get("password")
+        if username is not None and password:
+            try:
+                self.user_cache = services.login_authenticate(
+                    username=username, password=password, ip=client_ip(self.request), channel="admin"
+                )
+            except ApiError as exc:
+                if exc.code == "INVALID_CREDENTIALS":
+                    raise self.get_invalid_login_error() from exc
+                if exc.code == "RATE_LIMITED":
+                    wait = exc.extra["retry_in_seconds"]
+                    raise forms.ValidationError(
+                        f"Too many failed log-ins; try again in {wait} seconds.", code="rate_limited"
+                    ) from exc
+                raise forms.ValidationError(exc.detail, code=exc.code.lower()) from exc
+            self.confirm_login_allowed(self.user_cache)
+        return self.cleaned_data
+
+
+admin.site.login_form = ThrottledAdminLoginForm
 
 
 def _confirm(modeladmin, request, queryset, *, action: str, title: str, consequence: str):

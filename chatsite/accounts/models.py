@@ -7,23 +7,56 @@ Table and column names follow the runbooks: `users.account_id`, `users.username`
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Lower
 from django.utils import timezone
+
+from chatsite.accounts.validators import UsernameValidator
+
+
+def normalize_username(username: str) -> str:
+    """The one spelling of a username: NFKC, case-folded, NFKC again (casefold can un-normalise).
+
+    Registration, log-in, the admin and manage.py all compare this form, so `ALICE`, `Alice` and
+    `ａｌｉｃｅ` (full-width) are the same name as `alice`.
+    """
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username).casefold())
 
 
 class User(AbstractUser):
     account_id = models.BigAutoField(primary_key=True, db_column="account_id")
+    # Same column as AbstractUser's, with our alphabet; the constraints below are what make it safe.
+    username = models.CharField(
+        "username",
+        max_length=150,
+        unique=True,
+        help_text="3-32 characters: lower-case a-z, digits, '_', '.', '-'. Stored lower-case.",
+        validators=[UsernameValidator()],
+        error_messages={"unique": "A user with that username already exists."},
+    )
     disabled = models.BooleanField(default=False, help_text="Disabled accounts cannot log in or connect.")
 
     class Meta:
         db_table = "users"
+        constraints = [
+            # Names are stored normalised (lower-case), so equality is case-insensitive equality;
+            # the functional unique index also holds against rows written by raw SQL.
+            models.UniqueConstraint(Lower("username"), name="uq_users_username_lower"),
+            models.CheckConstraint(condition=Q(username=Lower("username")), name="ck_users_username_lower"),
+        ]
 
     def __str__(self) -> str:
         return self.username
+
+    @classmethod
+    def normalize_username(cls, username):
+        # Used by UserManager.create_user / createsuperuser and AbstractUser.clean().
+        return normalize_username(username) if isinstance(username, str) else username
 
 
 class Session(models.Model):
@@ -102,6 +135,7 @@ class SecurityEvent(models.Model):
 
     class Kind(models.TextChoices):
         LOGIN_LOCKED = "login_locked"
+        LOGIN_DELAYED = "login_delayed"
         LOGIN_FAILED = "login_failed"
         SESSION_REVOKED = "session_revoked"
         ACCOUNT_DISABLED = "account_disabled"

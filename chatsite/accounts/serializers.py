@@ -4,7 +4,8 @@ from chatsite.accounts.models import Block, Contact, Session
 
 
 class CredentialsSerializer(serializers.Serializer):
-    username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
+    # The alphabet is checked after normalisation, in services.user_register (validators.py).
+    username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=256, trim_whitespace=False, write_only=True)
 
 

@@ -9,17 +9,20 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
-from chatsite.accounts.models import Block, Contact, SecurityEvent, Session, User
+from chatsite.accounts import login_throttle
+from chatsite.accounts.models import Block, Contact, SecurityEvent, Session, User, normalize_username
 from chatsite.accounts.signals import sessions_revoked
 from chatsite.accounts.tokens import hash_token, new_token
+from chatsite.accounts.validators import UsernameValidator
 from chatsite.api import throttling
-from chatsite.api.errors import ApiError, rate_limited
+from chatsite.api.errors import ApiError
 
 security_log = logging.getLogger("chatsite.security")
 
@@ -28,72 +31,66 @@ security_log = logging.getLogger("chatsite.security")
 
 
 def user_register(*, username: str, password: str) -> User:
+    """Create an account. The name is normalised first, then must fit the alphabet."""
+    username = normalize_username(username)
+    try:
+        UsernameValidator()(username)
+    except DjangoValidationError as exc:
+        raise ValidationError({"username": list(exc.messages)}) from exc
     try:
         validate_password(password, user=User(username=username))
     except DjangoValidationError as exc:
         raise ValidationError({"password": list(exc.messages)}) from exc
     try:
-        # The unique index on users.username decides races between two registrations.
+        # uq_users_username_lower (a unique index on lower(username)) decides races between two
+        # registrations of the same name in any case.
         with transaction.atomic():
             return User.objects.create_user(username=username, password=password)
     except IntegrityError as exc:
         raise ApiError("CONFLICT", "That username is taken.") from exc
 
 
-def _login_keys(username: str, ip: str | None) -> list[tuple[str, str]]:
-    keys = [("login_fail_user", username.lower())]
-    if ip:
-        keys.append(("login_fail_ip", ip))
-    return keys
+def login_authenticate(*, username: str, password: str, ip: str | None, channel: str) -> User:
+    """Check a log-in attempt under the throttling policy; the API and the admin both call this.
 
-
-def _raise_if_locked(username: str, ip: str | None) -> None:
-    for scope, key in _login_keys(username, ip):
-        lock = throttling.peek(f"{scope}_lock", key, window_seconds=settings.LOGIN_LOCKOUT_S)
-        if not lock.allowed:
-            raise rate_limited(lock.retry_in_seconds, "Too many failed log-ins; try again later.")
-
-
-def _record_login_failure(username: str, ip: str | None, user: User | None) -> None:
-    SecurityEvent.objects.create(
-        kind=SecurityEvent.Kind.LOGIN_FAILED, user=user, ip=ip, data={"username": username[:150]}
-    )
-    for scope, key in _login_keys(username, ip):
-        decision = throttling.hit(
-            scope, key, limit=settings.LOGIN_FAILURE_LIMIT, window_seconds=settings.LOGIN_FAILURE_WINDOW_S
-        )
-        if decision.count >= settings.LOGIN_FAILURE_LIMIT:
-            # The lock is a one-entry window: it holds for LOGIN_LOCKOUT_S, then expires by itself.
-            throttling.hit(f"{scope}_lock", key, limit=1, window_seconds=settings.LOGIN_LOCKOUT_S)
-            SecurityEvent.objects.create(
-                kind=SecurityEvent.Kind.LOGIN_LOCKED,
-                user=user,
-                ip=ip,
-                flagged=True,
-                data={"by": scope.removeprefix("login_fail_"), "failures": decision.count},
-            )
-            security_log.warning(
-                "security event: log-in locked",
-                extra={
-                    "event": "login_locked",
-                    "by": scope.removeprefix("login_fail_"),
-                    "ip": ip,
-                    "user_id": user.pk if user else None,
-                },
-            )
+    Raises RATE_LIMITED (a lock or delay applies; no password is checked), ACCOUNT_DISABLED (403
+    whatever the password, so a disabled account never confirms one) or INVALID_CREDENTIALS.
+    """
+    normalised = normalize_username(username)
+    user = User.objects.filter(username=normalised).first()
+    account = login_throttle.account_key(user=user, normalised=normalised)
+    known = login_throttle.is_known_pair(user=user, ip=ip)
+    login_throttle.raise_if_refused(account=account, ip=ip, known=known)
+    if user is not None and (user.disabled or not user.is_active):
+        raise ApiError("ACCOUNT_DISABLED")
+    if user is None:
+        # Run the hasher anyway, as Django's ModelBackend does, so an unknown name costs the same
+        # time as a wrong password and the answer's timing does not tell which names exist.
+        make_password(password)
+        ok = False
+    else:
+        ok = user.check_password(password)
+    if not ok:
+        # The attempted name is kept only as the user FK (it names an account) or as a keyed
+        # hash: a password typed into the username field must not be stored or shown.
+        data = {"channel": channel}
+        if user is None:
+            data |= {
+                "username_hmac": login_throttle.username_digest(normalised),
+                "username_length": len(username),
+            }
+        SecurityEvent.objects.create(kind=SecurityEvent.Kind.LOGIN_FAILED, user=user, ip=ip, data=data)
+        login_throttle.record_failure(account=account, ip=ip, user=user, channel=channel)
+        raise ApiError("INVALID_CREDENTIALS")
+    login_throttle.remember_success(user=user, ip=ip)
+    return user
 
 
 def session_login(
     *, username: str, password: str, ip: str | None = None, user_agent: str = ""
 ) -> tuple[Session, str]:
     """Check credentials and open a session; returns it with the raw token (shown only once)."""
-    _raise_if_locked(username, ip)
-    user = User.objects.filter(username=username).first()
-    if user is None or not user.check_password(password):
-        _record_login_failure(username, ip, user)
-        raise ApiError("INVALID_CREDENTIALS")
-    if user.disabled or not user.is_active:
-        raise ApiError("ACCOUNT_DISABLED")
+    user = login_authenticate(username=username, password=password, ip=ip, channel="api")
     token = new_token()
     now = timezone.now()
     session = Session.objects.create(
@@ -198,9 +195,18 @@ def account_enable(*, user: User, by: User | None = None) -> None:
 
 
 def _other_user(user_id: int, owner: User) -> User:
+    """The user named by id, for adding as a contact or block: each add shows a username, so adds
+    are rate-limited per user and disabled/inactive accounts do not exist here (404)."""
+    throttling.check(
+        "user_ref_add",
+        owner.pk,
+        limit=settings.CONTACT_ADDS_PER_USER_PER_HOUR,
+        window_seconds=3600,
+        detail="Too many contacts or blocks added; try again later.",
+    )
     if user_id == owner.pk:
         raise ApiError("BAD_REQUEST", "That is you.")
-    other = User.objects.filter(pk=user_id, is_active=True).first()
+    other = User.objects.filter(pk=user_id, is_active=True, disabled=False).first()
     if other is None:
         raise ApiError("NOT_FOUND", "No such user.")
     return other

@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 from django.contrib.messages import get_messages
 from django.test import Client
+from rest_framework.test import APIClient
 
 from chatsite.accounts.models import SecurityEvent, Session, User
 from chatsite.accounts.tokens import hash_token
 from tests.conftest import login
-from tests.factories import UserFactory
+from tests.factories import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -107,3 +108,100 @@ def test_session_revoke_action_confirms_first_then_revokes():
     assert [str(m) for m in get_messages(done.wsgi_request)] == ["Revoked 1 session(s)."]
     session.refresh_from_db()
     assert session.revoked_at is not None
+
+
+# --- /admin/login/ through the log-in throttle (issue 11 item 8) -------------------------------
+
+ADMIN_LOGIN = "/admin/login/"
+ADMIN_IP, ATTACKER_IP = "10.0.0.1", "10.6.6.6"
+
+
+def admin_login(client: Client, username: str, password: str, *, ip: str):
+    return client.post(
+        ADMIN_LOGIN, {"username": username, "password": password, "next": "/admin/"}, REMOTE_ADDR=ip
+    )
+
+
+def is_logged_in(client: Client) -> bool:
+    return "_auth_user_id" in client.session
+
+
+def test_admin_login_refuses_the_right_password_after_the_threshold_and_says_why(settings):
+    staff = UserFactory(is_staff=True)
+    for _ in range(15):
+        admin_login(Client(), staff.username, "wrong", ip=ATTACKER_IP)
+    client = Client()
+
+    resp = admin_login(client, staff.username, DEFAULT_PASSWORD, ip=ATTACKER_IP)
+
+    assert resp.status_code == 200
+    assert "Too many failed log-ins; try again in" in resp.content.decode()
+    assert not is_logged_in(client)
+    failed = SecurityEvent.objects.filter(kind=SecurityEvent.Kind.LOGIN_FAILED, user=staff)
+    assert failed.count() == settings.LOGIN_FAILURE_LIMIT
+    assert all(e.data["channel"] == "admin" for e in failed)
+    assert SecurityEvent.objects.filter(
+        kind=SecurityEvent.Kind.LOGIN_LOCKED, user=staff, ip=ATTACKER_IP
+    ).exists()
+
+
+def test_admin_login_right_password_from_a_known_address_still_works():
+    staff = UserFactory(is_staff=True)
+    assert admin_login(Client(), staff.username, DEFAULT_PASSWORD, ip=ADMIN_IP).status_code == 302
+    for i in range(30):
+        admin_login(Client(), staff.username, "wrong", ip=f"10.6.6.{i + 1}")
+    client = Client()
+
+    resp = admin_login(client, staff.username, DEFAULT_PASSWORD, ip=ADMIN_IP)
+
+    assert resp.status_code == 302, resp.content[:500]
+    assert is_logged_in(client)
+
+
+def test_admin_and_api_failures_count_in_the_same_windows(settings):
+    staff = UserFactory(is_staff=True)
+    half = settings.LOGIN_FAILURE_LIMIT // 2
+    for _ in range(half):
+        APIClient().post(
+            "/auth/login",
+            {"username": staff.username, "password": "wrong"},
+            format="json",
+            REMOTE_ADDR=ATTACKER_IP,
+        )
+    for _ in range(settings.LOGIN_FAILURE_LIMIT - half):
+        admin_login(Client(), staff.username, "wrong", ip=ATTACKER_IP)
+
+    resp = APIClient().post(
+        "/auth/login",
+        {"username": staff.username, "password": DEFAULT_PASSWORD},
+        format="json",
+        REMOTE_ADDR=ATTACKER_IP,
+    )
+
+    assert resp.status_code == 429
+
+
+def test_admin_login_of_a_disabled_staff_account_is_refused_whatever_the_password():
+    staff = UserFactory(is_staff=True, disabled=True)
+    client = Client()
+
+    right = admin_login(client, staff.username, DEFAULT_PASSWORD, ip=ADMIN_IP)
+    wrong = admin_login(Client(), staff.username, "wrong", ip=ADMIN_IP)
+
+    assert right.status_code == wrong.status_code == 200
+    assert "This account is disabled." in right.content.decode()
+    assert "This account is disabled." in wrong.content.decode()
+    assert not is_logged_in(client)
+
+
+def test_security_event_admin_does_not_show_a_password_typed_as_username():
+    typed = "hunter2-typed-in-the-wrong-field"
+    APIClient().post("/auth/login", {"username": typed, "password": "x"}, format="json")
+    event = SecurityEvent.objects.get(kind=SecurityEvent.Kind.LOGIN_FAILED)
+
+    pages = [
+        staff_client().get(u)
+        for u in ("/admin/accounts/securityevent/", f"/admin/accounts/securityevent/{event.pk}/change/")
+    ]
+
+    assert all(p.status_code == 200 and typed not in p.content.decode() for p in pages)

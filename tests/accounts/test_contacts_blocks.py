@@ -55,6 +55,51 @@ def test_add_unknown_user_as_contact_is_404():
     assert_api_error(resp, code="NOT_FOUND", status=404)
 
 
+@pytest.mark.parametrize("state", [{"disabled": True}, {"is_active": False}], ids=["disabled", "inactive"])
+def test_add_a_disabled_or_inactive_user_as_contact_is_404(state):
+    me, gone = UserFactory(), UserFactory(**state)
+
+    resp = client_for(me).post("/contacts", {"user_id": gone.pk}, format="json")
+
+    body = assert_api_error(resp, code="NOT_FOUND", status=404)
+    assert gone.username not in str(body)
+    assert not Contact.objects.exists()
+
+
+def test_block_a_disabled_user_is_404():
+    me, gone = UserFactory(), UserFactory(disabled=True)
+
+    resp = client_for(me).post("/blocks", {"user_id": gone.pk}, format="json")
+
+    assert_api_error(resp, code="NOT_FOUND", status=404)
+
+
+def test_contact_adds_over_the_hourly_limit_are_429(settings):
+    settings.CONTACT_ADDS_PER_USER_PER_HOUR = 3
+    me, others = UserFactory(), [UserFactory() for _ in range(4)]
+    client = client_for(me)
+    for other in others[:3]:
+        assert client.post("/contacts", {"user_id": other.pk}, format="json").status_code == 201
+
+    resp = client.post("/contacts", {"user_id": others[3].pk}, format="json")
+
+    body = assert_api_error(resp, code="RATE_LIMITED", status=429)
+    assert body["retry_in_seconds"] > 0
+    assert Contact.objects.filter(owner=me).count() == 3
+
+
+def test_enumerating_ids_through_contacts_and_blocks_shares_one_limit(settings):
+    settings.CONTACT_ADDS_PER_USER_PER_HOUR = 2
+    me, a, b, c = UserFactory(), UserFactory(), UserFactory(), UserFactory()
+    client = client_for(me)
+    client.post("/contacts", {"user_id": a.pk}, format="json")
+    client.post("/blocks", {"user_id": b.pk}, format="json")
+
+    assert_api_error(
+        client.post("/blocks", {"user_id": c.pk}, format="json"), code="RATE_LIMITED", status=429
+    )
+
+
 def test_contacts_list_shows_only_my_contacts():
     me, friend, stranger, strangers_friend = UserFactory(), UserFactory(), UserFactory(), UserFactory()
     Contact.objects.create(owner=me, contact=friend)

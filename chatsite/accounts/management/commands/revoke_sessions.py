@@ -19,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--yes", "--noinput", action="store_true", dest="yes")
 
     def handle(self, *args, username: str, dry_run: bool, yes: bool, **options):
-        user = User.objects.filter(username=username).first()
+        user = User.objects.filter(username=User.normalize_username(username)).first()
         if user is None:
             raise CommandError(f"No user {username!r}.")
         count = selectors.sessions_for_user(user=user).count()
