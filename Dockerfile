@@ -19,4 +19,5 @@ USER app
 
 EXPOSE 8000
 ENTRYPOINT ["scripts/docker-entrypoint.sh"]
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "chatsite.asgi:application"]
+# daphne, configured in one place (chatsite/server.py).
+CMD ["python", "-m", "chatsite.server", "--bind", "0.0.0.0", "--port", "8000"]

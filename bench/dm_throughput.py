@@ -205,7 +205,8 @@ def server_command(server: str, port: int) -> list[str]:
             "warning",
             "--no-access-log",
         ]
-    return [str(bin_dir / "daphne"), "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"]
+    # The production launcher (chatsite/server.py), as the Dockerfile runs it.
+    return [str(bin_dir / "python"), "-m", "chatsite.server", "--bind", "127.0.0.1", "--port", str(port)]
 
 
 def start_servers(workers: int, env: dict, server: str = "daphne") -> list[tuple[subprocess.Popen, int]]:

@@ -13,6 +13,7 @@ from django.conf import settings  # noqa: E402
 
 from chatsite.realtime.middleware import OriginCheckMiddleware, TokenAuthMiddleware  # noqa: E402
 from chatsite.realtime.routing import websocket_urlpatterns  # noqa: E402
+from ops.middleware import AccessLogMiddleware  # noqa: E402
 
 _chosen = {
     "database": settings.DATABASE_BACKEND,
@@ -23,9 +24,12 @@ logging.getLogger("chatsite").info(
     "chatsite starting: " + ", ".join(f"{k}={v}" for k, v in _chosen.items()), extra=_chosen
 )
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": OriginCheckMiddleware(TokenAuthMiddleware(URLRouter(websocket_urlpatterns))),
-    }
+# The access log wraps everything, so refused handshakes and crashed requests get a line too.
+application = AccessLogMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": OriginCheckMiddleware(TokenAuthMiddleware(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )

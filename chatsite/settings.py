@@ -9,11 +9,13 @@ in-memory channel layer and in-process Celery tasks, so `make run` needs no serv
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -100,6 +102,8 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    # Spaces and invisible characters do not count towards the length (eight spaces is refused).
+    {"NAME": "chatsite.accounts.validators.VisibleCharactersValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -193,7 +197,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["chatsite.accounts.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["chatsite.api.parsers.JSONParser"],  # depth-limited (JSON_MAX_DEPTH)
     "EXCEPTION_HANDLER": "chatsite.api.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -206,13 +210,43 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# Untrusted JSON (REST bodies and /ws frames) may nest at most this deep (chatsite/api/json_input.py).
+JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=32)
+
 # --- Accounts and sessions -------------------------------------------------------------------
 AUTH_TOKEN_TTL_HOURS = env.int("AUTH_TOKEN_TTL_HOURS", default=24 * 30)
+# A stream ticket (POST /auth/stream-ticket, for ?ticket= on /ws and /dm/sse) is single-use and
+# lives this many seconds (chatsite/accounts/tickets.py).
+STREAM_TICKET_TTL_S = env.int("STREAM_TICKET_TTL_S", default=60)
+# Log-in throttling (chatsite/accounts/login_throttle.py; policy in docs/operations.md).
+# Per (account, address) pair: this many failures in the window lock that pair only.
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
 LOGIN_FAILURE_WINDOW_S = env.int("LOGIN_FAILURE_WINDOW_S", default=60)
 LOGIN_LOCKOUT_S = env.int("LOGIN_LOCKOUT_S", default=300)
-# Only behind a load balancer that sets it may X-Forwarded-For name the client (else it is spoofable).
-TRUST_X_FORWARDED_FOR = env.bool("TRUST_X_FORWARDED_FOR", default=False)
+# Per address (password spraying): locks the address for LOGIN_LOCKOUT_S, except for pairs that
+# have logged in before ("known pairs", remembered LOGIN_KNOWN_PAIR_TTL_DAYS).
+LOGIN_IP_FAILURE_LIMIT = env.int("LOGIN_IP_FAILURE_LIMIT", default=50)
+LOGIN_IP_FAILURE_WINDOW_S = env.int("LOGIN_IP_FAILURE_WINDOW_S", default=300)
+LOGIN_KNOWN_PAIR_TTL_DAYS = env.int("LOGIN_KNOWN_PAIR_TTL_DAYS", default=90)
+# Per account, from every address (distributed guessing): after this many failures in the window,
+# unknown pairs wait BASE, 2*BASE, 4*BASE ... up to MAX seconds after each further failure. The
+# window must hold many capped waits (a day: 288 of 300 s), or old failures age out and it relents.
+LOGIN_ACCOUNT_DELAY_AFTER = env.int("LOGIN_ACCOUNT_DELAY_AFTER", default=10)
+LOGIN_ACCOUNT_FAILURE_WINDOW_S = env.int("LOGIN_ACCOUNT_FAILURE_WINDOW_S", default=86400)
+LOGIN_ACCOUNT_DELAY_BASE_S = env.int("LOGIN_ACCOUNT_DELAY_BASE_S", default=1)
+LOGIN_ACCOUNT_DELAY_MAX_S = env.int("LOGIN_ACCOUNT_DELAY_MAX_S", default=300)
+# Usernames: ASCII [a-z0-9_.-], stored normalised (lower-case); lengths inclusive.
+USERNAME_MIN_LENGTH = env.int("USERNAME_MIN_LENGTH", default=3)
+USERNAME_MAX_LENGTH = env.int("USERNAME_MAX_LENGTH", default=32)
+# POST /contacts and POST /blocks each name a user by id: adds per user per hour (enumeration).
+CONTACT_ADDS_PER_USER_PER_HOUR = env.int("CONTACT_ADDS_PER_USER_PER_HOUR", default=120)
+# Addresses / CIDRs of our own load balancers and reverse proxies. X-Forwarded-For is read only on
+# connections from one of them, right to left, up to the first hop that is not (chatsite/api/request.py).
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+try:
+    [ipaddress.ip_network(entry, strict=False) for entry in TRUSTED_PROXIES]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"TRUSTED_PROXIES: {exc}") from exc
 
 # --- Feature flags (seed 000 "Hotfix Rollback", seed 001 "Feature Flag Rollback") ------------
 GROUPS_ENABLED = env.bool("GROUPS_ENABLED", default=True)
@@ -226,6 +260,10 @@ MAX_TOTAL_CONNECTIONS = env.int("MAX_TOTAL_CONNECTIONS", default=10000)
 MAX_MSGS_PER_10S = env.int("MAX_MSGS_PER_10S", default=200)
 MAX_BYTES_PER_10S = env.int("MAX_BYTES_PER_10S", default=1048576)
 WS_MAX_FRAME_BYTES = env.int("WS_MAX_FRAME_BYTES", default=256 * 1024)
+# The transport's own ceiling (daphne/autobahn, set by chatsite/server.py): a message above it is
+# never buffered and the connection is closed 1009. Between WS_MAX_FRAME_BYTES and this the gateway
+# answers PAYLOAD_TOO_LARGE and closes 4413, so keep it above WS_MAX_FRAME_BYTES.
+WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=1024 * 1024)
 # The heartbeat is the ping: every WS_PING_INTERVAL_MS the server sends {"type": "heartbeat",
 # "relay_lag": ...}; a connection that sends nothing for WS_PING_INTERVAL_MS + WS_PING_TIMEOUT_MS
 # is closed as dead (4408).
@@ -310,6 +348,7 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_FAILURE_VIEW = "chatsite.api.errors.csrf_failure"  # the JSON envelope outside /admin/
 X_FRAME_OPTIONS = "DENY"
 
 logging.getLogger(__name__).debug("settings loaded")

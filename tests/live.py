@@ -28,18 +28,29 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, port: int, proc: subprocess.Popen):
+    def __init__(self, port: int, proc: subprocess.Popen, log):
         self.port = port
         self.proc = proc
+        self.log = log
         self.http = f"http://127.0.0.1:{port}"
         self.ws = f"ws://127.0.0.1:{port}"
 
-    def request(self, method: str, path: str, body=None, token: str | None = None) -> tuple[int, dict]:
+    def output(self) -> str:
+        """Everything the process wrote to stdout and stderr so far. pread: the process shares the
+        file offset, so seeking here would make it write over what it wrote before."""
+        fd = self.log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+
+    def request(
+        self, method: str, path: str, body=None, token: str | None = None, headers: dict | None = None
+    ) -> tuple[int, dict]:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.http + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
         if token:
             req.add_header("Authorization", f"Bearer {token}")
+        for name, value in (headers or {}).items():
+            req.add_header(name, value)
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
                 raw = resp.read()
@@ -73,24 +84,14 @@ def live_daphne(extra_env: dict[str, str] | None = None, startup_timeout: float 
     }
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "daphne"),
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "chatsite.asgi:application",
-        ],
+        # The launcher production uses (Dockerfile, docker-compose.yml).
+        [sys.executable, "-m", "chatsite.server", "--bind", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    server = LiveServer(port, proc)
-
-    def output() -> str:
-        log.seek(0)
-        return log.read().decode(errors="replace")[-3000:]
+    server = LiveServer(port, proc, log)
 
     try:
         deadline = time.monotonic() + startup_timeout
@@ -100,7 +101,7 @@ def live_daphne(extra_env: dict[str, str] | None = None, startup_timeout: float 
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"daphne did not start:\n{output()}") from None
+                    raise RuntimeError(f"daphne did not start:\n{server.output()[-3000:]}") from None
                 time.sleep(0.1)
         yield server
     finally:

@@ -7,6 +7,7 @@ urlpatterns = [
     path("auth/login", views.LoginView.as_view(), name="auth-login"),
     path("auth/logout", views.LogoutView.as_view(), name="auth-logout"),
     path("auth/sessions", views.SessionListView.as_view(), name="auth-sessions"),
+    path("auth/stream-ticket", views.StreamTicketView.as_view(), name="auth-stream-ticket"),
     path("auth/sessions/<uuid:session_id>", views.SessionDetailView.as_view(), name="auth-session"),
     path("contacts", views.ContactListView.as_view(), name="contacts"),
     path("contacts/<int:user_id>", views.ContactDetailView.as_view(), name="contact"),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chatsite.accounts import selectors, services
+from chatsite.accounts import selectors, services, tickets
 from chatsite.accounts.serializers import (
     BlockSerializer,
     ContactSerializer,
@@ -68,6 +68,26 @@ class SessionListView(APIView):
         sessions = selectors.sessions_for_user(user=request.user)
         data = SessionSerializer(sessions, many=True, context={"current_session": request.auth}).data
         return Response({"sessions": data})
+
+
+class StreamTicketView(APIView):
+    """A single-use ticket for `?ticket=` on /ws and /dm/sse, so no bearer token goes in a URL."""
+
+    @extend_schema(
+        request=None,
+        responses={
+            201: inline_serializer(
+                "StreamTicket", {"ticket": serializers.CharField(), "expires_at": serializers.DateTimeField()}
+            )
+        },
+    )
+    def post(self, request):
+        ticket, expires_at = tickets.stream_ticket_issue(session=request.auth)
+        return Response(
+            {"ticket": ticket, "expires_at": expires_at},
+            status=status.HTTP_201_CREATED,
+            headers={"Cache-Control": "no-store"},  # a credential: no cache may keep it
+        )
 
 
 class SessionDetailView(APIView):

@@ -170,3 +170,13 @@ def handler400(request, exception=None):
 
 def handler403(request, exception=None):
     return json_error("PERMISSION_DENIED")
+
+
+def csrf_failure(request, reason: str = ""):
+    """CSRF_FAILURE_VIEW. Only the admin's cookie-session forms use CSRF (DRF views and the 404
+    route are exempt), and it keeps Django's page; anything else still gets the envelope."""
+    if request.path.startswith("/admin/"):
+        from django.views.csrf import csrf_failure as django_csrf_failure
+
+        return django_csrf_failure(request, reason)
+    return json_error("PERMISSION_DENIED", "CSRF verification failed.")

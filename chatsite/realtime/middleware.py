@@ -1,4 +1,5 @@
-"""ASGI middleware for /ws and streaming HTTP: origin check and bearer-token authentication."""
+"""ASGI middleware for /ws: origin check, authentication (bearer header or stream ticket) and the
+client address."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.http.request import validate_host
 
 from chatsite.accounts.authentication import token_from_header
 from chatsite.accounts.selectors import session_for_token
+from chatsite.accounts.tickets import stream_ticket_redeem
 from chatsite.api.request import client_ip_from
 from chatsite.metrics import WS_CONNECTION_REJECTED
 
@@ -20,6 +22,14 @@ def _header(scope, name: bytes) -> str:
         if key == name:
             return value.decode("latin-1")
     return ""
+
+
+def _forwarded_for(scope) -> str:
+    # Every X-Forwarded-For header, in order, as one list (as Django joins them for REST): a
+    # proxy may add its own header rather than append to the client's.
+    return ",".join(
+        value.decode("latin-1") for key, value in scope.get("headers", []) if key == b"x-forwarded-for"
+    )
 
 
 def origin_allowed(origin: str) -> bool:
@@ -43,23 +53,36 @@ class OriginCheckMiddleware:
         return await self.app(scope, receive, send)
 
 
+def _authenticate(authorization: str, ticket: str | None):
+    token = token_from_header(authorization)
+    if token:
+        return session_for_token(token)
+    if ticket:
+        return stream_ticket_redeem(ticket=ticket)
+    # `?token=` is not read: a long-lived credential in a URL ends up in access and proxy logs.
+    return None
+
+
 class TokenAuthMiddleware:
     """Puts the live session (or None) in scope["auth_session"], from `Authorization: Bearer` or
-    a `token` query parameter (browsers cannot set headers on a WebSocket)."""
+    a single-use `ticket` query parameter (browsers cannot set headers on a WebSocket)."""
 
     def __init__(self, app):
         self.app = app
 
     async def __call__(self, scope, receive, send):
         query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
-        token = token_from_header(_header(scope, b"authorization")) or query.get("token")
-        session = await database_sync_to_async(session_for_token)(token) if token else None
+        authorization = _header(scope, b"authorization")
+        ticket = query.pop("ticket", None)
+        session = None
+        if authorization or ticket:
+            session = await database_sync_to_async(_authenticate)(authorization, ticket)
         client = scope.get("client") or (None, None)
         scope = {
             **scope,
             "auth_session": session,
             "user": session.user if session else None,
             "query_params": query,
-            "client_ip": client_ip_from(_header(scope, b"x-forwarded-for"), client[0]),
+            "client_ip": client_ip_from(_forwarded_for(scope), client[0]),
         }
         return await self.app(scope, receive, send)

@@ -20,6 +20,7 @@ from django.http import StreamingHttpResponse
 from chatsite.accounts.authentication import token_from_header
 from chatsite.accounts.models import Session
 from chatsite.accounts.selectors import session_for_token
+from chatsite.accounts.tickets import stream_ticket_redeem
 from chatsite.api.errors import json_error
 from chatsite.api.request import client_ip
 from chatsite.metrics import (
@@ -36,8 +37,15 @@ SSE_QUEUE_MAX = 1000
 
 
 async def authenticate(request) -> Session | None:
-    token = token_from_header(request.headers.get("Authorization", "")) or request.GET.get("token")
-    return await database_sync_to_async(session_for_token)(token) if token else None
+    """The live session from `Authorization: Bearer` or a single-use `?ticket=` (EventSource
+    cannot set headers). `?token=` is not read: a bearer token in a URL reaches access logs."""
+    token = token_from_header(request.headers.get("Authorization", ""))
+    if token:
+        return await database_sync_to_async(session_for_token)(token)
+    ticket = request.GET.get("ticket")
+    if ticket:
+        return await database_sync_to_async(stream_ticket_redeem)(ticket=ticket)
+    return None
 
 
 def _encode(frame: dict[str, Any]) -> bytes:

@@ -186,3 +186,58 @@ async def test_request_id_on_the_async_path(django_request_log):
     assert resp.status_code == 404
     assert resp["X-Request-ID"] == "async-1"
     assert [line["request_id"] for line in _lines(django_request_log)] == ["async-1"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Unauthorized: /auth/login",
+        "Forbidden (CSRF cookie not set.): /auth/logout",
+        "keyboard: us, monkey=3, turnkey: yes",
+        "session_id=6f1e0b8a-1c2d-4e5f-8a9b-0c1d2e3f4a5b",
+        "GET /dm/messages?since=40&limit=100&conversation_id=6f1e0b8a-1c2d-4e5f-8a9b-0c1d2e3f4a5b",
+        'WWW-Authenticate: Bearer realm="api"',
+        "bearer tokens never go in URLs",
+        "prekeys_count=7 token_size: 43",
+    ],
+)
+def test_ordinary_words_that_contain_a_secret_name_are_not_redacted(capture, text):
+    logger, stream = capture
+    logger.warning(text)
+    [line] = _lines(stream)
+    assert line["message"] == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"GET /dm/sse?ticket={TOKEN}&cursor=5", "GET /dm/sse?ticket=[redacted]&cursor=5"),
+        (f"GET /ws?cursor=3&token={TOKEN}", "GET /ws?cursor=3&token=[redacted]"),
+        # By shape, whatever the parameter is called.
+        (f"GET /ws?t={TOKEN}", "GET /ws?t=[redacted]"),
+        (f"HTTP_AUTHORIZATION: Bearer {TOKEN}", "HTTP_AUTHORIZATION: [redacted]"),
+        (f"sent Bearer {TOKEN} upstream", "sent Bearer [redacted] upstream"),
+        ("X-CSRFToken: abc123", "X-CSRFToken: [redacted]"),
+        (
+            '{"identityKey": "abc", "new_password1": "hunter2"}',
+            '{"identityKey": "[redacted]", "new_password1": "[redacted]"}',
+        ),
+        # A pair with an ordinary name does not hide the secret pair in its value.
+        (f"user: token={TOKEN}", "user: token=[redacted]"),
+    ],
+)
+def test_secrets_are_redacted_by_name_and_by_shape(capture, text, expected):
+    logger, stream = capture
+    logger.warning(text)
+    [line] = _lines(stream)
+    assert line["message"] == expected
+
+
+def test_ordinary_extras_keep_their_values_and_secret_ones_do_not(capture):
+    logger, stream = capture
+    logger.info(
+        "x", extra={"session_id": "6f1e0b8a", "monkey": "banana", "stream_ticket": "abc", "api_key": "k"}
+    )
+    [line] = _lines(stream)
+    assert (line["session_id"], line["monkey"]) == ("6f1e0b8a", "banana")
+    assert (line["stream_ticket"], line["api_key"]) == ("[redacted]", "[redacted]")

@@ -22,6 +22,7 @@ from prometheus_client import REGISTRY
 
 from chatsite.accounts import services as account_services
 from chatsite.accounts.models import Session
+from chatsite.accounts.tickets import stream_ticket_issue
 from chatsite.asgi import application
 from chatsite.realtime import consumers, registry, relay
 from chatsite.realtime.limits import connections
@@ -169,10 +170,12 @@ async def test_layer_receive_ends_even_if_a_cancellation_is_swallowed():
     assert done and task.cancelled()
 
 
-async def test_token_query_parameter_connects():
+async def test_ticket_query_parameter_connects():
     user, token = await new_user_and_token()
+    session = await database_sync_to_async(Session.objects.get)(user=user)
+    ticket, _ = await database_sync_to_async(stream_ticket_issue)(session=session)
 
-    comm, hello = await open_ws(token, query=f"?token={token}")
+    comm, hello = await open_ws(token, query=f"?ticket={ticket}")
 
     assert hello["user_id"] == user.pk
     await comm.disconnect()
@@ -280,6 +283,23 @@ async def test_non_json_frame_gets_error_and_stays_open():
     assert frame["code"] == "BAD_REQUEST"
     await assert_alive(comm)
     await comm.disconnect()
+
+
+NESTED_FRAME = '{"type":"ping","ref":' + "[" * 3000 + "]" * 3000 + "}"
+
+
+async def test_deeply_nested_frame_gets_validation_error_and_stays_open():
+    _, token = await new_user_and_token()
+    comm, _ = await open_ws(token)
+    try:
+        await comm.send_to(text_data=NESTED_FRAME)
+
+        frame = await comm.receive_json_from(timeout=TIMEOUT)
+        assert frame["type"] == "error"
+        assert frame["code"] == "VALIDATION_ERROR"
+        await assert_alive(comm)
+    finally:
+        await comm.disconnect()
 
 
 async def test_json_without_type_gets_error():
