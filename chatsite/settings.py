@@ -247,6 +247,15 @@ try:
     [ipaddress.ip_network(entry, strict=False) for entry in TRUSTED_PROXIES]
 except ValueError as exc:
     raise ImproperlyConfigured(f"TRUSTED_PROXIES: {exc}") from exc
+# Who may scrape /metrics and read /health's details (ops/views.py). Addresses / CIDRs of the client
+# as chatsite/api/request.py sees it (TRUSTED_PROXIES applies); empty: any address.
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])
+try:
+    [ipaddress.ip_network(entry, strict=False) for entry in METRICS_ALLOWED_IPS]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {exc}") from exc
+# When set, /metrics requires "Authorization: Bearer <token>" (and /health's details need it too).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Feature flags (seed 000 "Hotfix Rollback", seed 001 "Feature Flag Rollback") ------------
 GROUPS_ENABLED = env.bool("GROUPS_ENABLED", default=True)

@@ -9,6 +9,7 @@ from typing import Any
 from rest_framework import serializers
 
 from chatsite.api.errors import ApiError
+from chatsite.api.params import MAX_INT64, StrictIntegerField, is_json_int
 from dm.services.messages import Envelope
 
 _BASE64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
@@ -32,7 +33,7 @@ def parse_send(data: Any, *, conversation_required: bool) -> dict[str, Any]:
     if conversation_id is None:
         if conversation_required:
             errors["conversation_id"] = ["This field is required."]
-    elif type(conversation_id) is not int or conversation_id < 1:
+    elif not is_json_int(conversation_id, 1, MAX_INT64):
         errors["conversation_id"] = ["A valid positive integer is required."]
     client_message_id = data.get("client_message_id")
     if not isinstance(client_message_id, str) or not _CLIENT_MESSAGE_ID.match(client_message_id):
@@ -74,7 +75,7 @@ def _parse_envelope(item: Any) -> tuple[Envelope | None, dict[str, list[str]]]:
     if not isinstance(ciphertext, str) or not ciphertext or not _BASE64.match(ciphertext):
         problems["ciphertext"] = ["Must be non-empty base64."]
     message_type = item.get("type", 0)
-    if message_type not in (0, 1) or isinstance(message_type, bool):
+    if not is_json_int(message_type, 0, 1):  # 0.0, false and "0" are not the integer 0
         problems["type"] = ["Must be 0 (pre-key) or 1 (normal), the Olm message type."]
     if problems:
         return None, problems
@@ -86,23 +87,21 @@ class EnvelopeSerializer(serializers.Serializer):
 
     device_id = serializers.UUIDField()
     ciphertext = serializers.CharField(help_text="Unpadded base64, opaque to the server")
-    type = serializers.IntegerField(min_value=0, max_value=1, default=0, help_text="Olm message type")
+    type = StrictIntegerField(min_value=0, max_value=1, default=0, help_text="Olm message type")
 
 
 class SendSerializer(serializers.Serializer):
     """OpenAPI documentation of a send; validation is parse_send()."""
 
-    conversation_id = serializers.IntegerField(
-        min_value=1, required=False, help_text="Only in dm.send frames"
-    )
+    conversation_id = StrictIntegerField(min_value=1, required=False, help_text="Only in dm.send frames")
     client_message_id = serializers.RegexField(r"^[A-Za-z0-9_.:-]{1,64}$")
     envelopes = EnvelopeSerializer(many=True, allow_empty=False, max_length=MAX_ENVELOPES)
 
 
 class AckSerializer(serializers.Serializer):
-    up_to = serializers.IntegerField(min_value=0, required=False)
+    up_to = StrictIntegerField(min_value=0, required=False)
     message_ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), required=False, max_length=1000
+        child=StrictIntegerField(min_value=1), required=False, max_length=1000
     )
 
     def validate(self, attrs):
@@ -112,11 +111,11 @@ class AckSerializer(serializers.Serializer):
 
 
 class SyncSerializer(serializers.Serializer):
-    since = serializers.IntegerField(min_value=0)
+    since = StrictIntegerField(min_value=0)
 
 
 class OpenConversationSerializer(serializers.Serializer):
-    user_id = serializers.IntegerField(min_value=1)
+    user_id = StrictIntegerField(min_value=1)
 
 
 class ConversationSerializer(serializers.Serializer):

@@ -1,13 +1,21 @@
 """Probe and metrics endpoints (seed 003): /health, /health/database, /ready, /live, /metrics.
 
-Plain Django views with no auth: load balancers, docker healthchecks and Prometheus call them.
-ops.middleware.ProbeMiddleware calls them before the HTTPS redirect and the host check. A probe
-must answer even when its own code breaks, so every view turns an exception into a 503 body.
+Plain Django views with no user auth: load balancers, docker healthchecks and Prometheus call
+them. ops.middleware.ProbeMiddleware calls them before the HTTPS redirect and the host check. A
+probe must answer even when its own code breaks, so every view turns an exception into a 503 body.
+
+What anyone may read: /live, /ready, and /health and /health/database reduced to their statuses
+(ok/degraded/down per check): enough for a load balancer or an uptime monitor. The version, pool
+stats, latencies and memory figures help an attacker pick an exploit or time a resource attack,
+so /health shows them only to a request that passes the scrape restriction (METRICS_ALLOWED_IPS,
+METRICS_TOKEN), and /metrics is refused (403 PERMISSION_DENIED) to any other once one is set.
 """
 
 from __future__ import annotations
 
 import functools
+import hmac
+import ipaddress
 import logging
 import math
 import os
@@ -22,6 +30,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from chatsite.api.errors import json_error
+from chatsite.api.request import client_ip
 from chatsite.metrics import REDIS_READY, STARTED_AT, STATE_COLLECTORS, UPTIME_SECONDS
 from ops import health
 
@@ -52,24 +62,69 @@ def _record(checks: dict[str, health.Check]) -> None:
         REDIS_READY.set(1 if checks["redis"]["status"] == "ok" else 0)
 
 
+@functools.cache
+def _networks(entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    # Cached by value, so a test's settings override takes effect without a reload.
+    return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries if entry.strip())
+
+
+def _bearer_token(request: HttpRequest) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _scrape_refusal(request: HttpRequest) -> str | None:
+    """Why the request fails the configured scrape restriction, or None if it passes. Each one
+    that is set must pass: METRICS_ALLOWED_IPS (the client address, TRUSTED_PROXIES applied, as
+    everywhere else) and METRICS_TOKEN (Authorization: Bearer)."""
+    allowed = _networks(tuple(settings.METRICS_ALLOWED_IPS))
+    if allowed:
+        try:
+            address = ipaddress.ip_address(client_ip(request) or "")
+        except ValueError:
+            return "Your address may not read this."
+        if not any(address in network for network in allowed):
+            return "Your address may not read this."
+    if settings.METRICS_TOKEN and not hmac.compare_digest(
+        _bearer_token(request).encode(), settings.METRICS_TOKEN.encode()
+    ):
+        return "Send the scrape token as Authorization: Bearer <token>."
+    return None
+
+
+def _shows_details(request: HttpRequest) -> bool:
+    """Version, pool stats, latencies and memory: only once a restriction is set, and only to a
+    request that passes it. Unrestricted, they are shown to nobody (the statuses still are)."""
+    restricted = bool(settings.METRICS_ALLOWED_IPS or settings.METRICS_TOKEN)
+    return restricted and _scrape_refusal(request) is None
+
+
+def _public(check: health.Check) -> health.Check:
+    return {"status": check["status"]}
+
+
 @_probe
 def health_view(request: HttpRequest) -> HttpResponse:
     checks = health.run_checks("database", "redis", "celery", "memory")
     _record(checks)
     status = health.overall_status(checks)
-    body = {
-        "status": status,
-        "version": settings.VERSION,
-        "uptime_seconds": _uptime_seconds(),
-        "checks": checks,
-    }
+    if _shows_details(request):
+        body = {
+            "status": status,
+            "version": settings.VERSION,
+            "uptime_seconds": _uptime_seconds(),
+            "checks": checks,
+        }
+    else:
+        body = {"status": status, "checks": {name: _public(check) for name, check in checks.items()}}
     return JsonResponse(body, status=503 if status == "down" else 200)
 
 
 @_probe
 def health_database(request: HttpRequest) -> HttpResponse:
     check = health.check_database()
-    return JsonResponse(check, status=200 if health.is_up(check) else 503)
+    body = check if _shows_details(request) else _public(check)
+    return JsonResponse(body, status=200 if health.is_up(check) else 503)
 
 
 @_probe
@@ -126,6 +181,9 @@ def _metrics_json(registry: Collector) -> dict[str, list[dict]]:
 
 @_probe
 def metrics(request: HttpRequest) -> HttpResponse:
+    refusal = _scrape_refusal(request)
+    if refusal is not None:
+        return json_error("PERMISSION_DENIED", refusal)
     _record(health.run_checks("redis"))
     registry = _registry()
     accept = request.headers.get("Accept", "")

@@ -553,17 +553,20 @@ def bundle_claim(*, requester_session: Session, target_user_id: int) -> dict[str
     - A device with neither is listed in `exhausted_devices` and left out of `devices`; only when
       every device is exhausted is it 409 PREKEYS_EXHAUSTED (nothing is claimed then).
     - The requesting device itself is left out of its own user's bundle (no session with itself).
-    - Rate limited per (requesting device, or session without a device; target device) pair.
+    - Rate limited per (requesting user, target device) pair: one budget shared by every session
+      and device of the requester, so a new log-in or a new device does not reset it.
+    - A disabled (or inactive) target is 404 NOT_FOUND like an unknown user; nothing is claimed.
     """
     requester_id = requester_session.user_id
-    target = User.objects.filter(pk=target_user_id, is_active=True).first()
+    target = User.objects.filter(pk=target_user_id, is_active=True, disabled=False).first()
     if target is None:
         raise ApiError("NOT_FOUND", "No such user.")
     if target.pk != requester_id and is_blocked(sender_id=requester_id, recipient_id=target.pk):
         raise ApiError("BLOCKED")
-    requester = (
-        f"d:{requester_session.device_id}" if requester_session.device_id else f"s:{requester_session.pk}"
-    )
+    # Keyed by the user, never the session or device: those are free to mint (log in again,
+    # register another device), so a per-session or per-device key let one user drain a pool.
+    # A per-device window at the same limit would never be the binding one, so there is none.
+    requester = f"u:{requester_id}"
     stale_before = _stale_before()
     low_watermark = settings.E2EE_OTPK_LOW_WATERMARK
 

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from chatsite.api import flags
 from chatsite.api.errors import ApiError, json_error
 from chatsite.api.flags import feature_permission
+from chatsite.api.params import IntParam, parse_int_params
 from chatsite.realtime import sse
 from chatsite.realtime.relay import redis_status
 from dm.realtime import sent_body
@@ -83,14 +84,15 @@ class MessageFetchView(APIView):
         responses={200: FetchResultSerializer},
     )
     def get(self, request):
+        params = parse_int_params(
+            request.query_params,
+            since=IntParam(default=0),
+            limit=IntParam(
+                default=settings.DM_FETCH_PAGE_SIZE, minimum=1, maximum=settings.DM_FETCH_PAGE_SIZE
+            ),
+        )
+        since, limit = params["since"], params["limit"]
         device = device_for_session(request.auth)
-        try:
-            since = int(request.query_params.get("since", 0))
-            limit = int(request.query_params.get("limit", settings.DM_FETCH_PAGE_SIZE))
-        except ValueError as exc:
-            raise ApiError("VALIDATION_ERROR", errors={"since": ["Must be an integer cursor."]}) from exc
-        if since < 0 or not 1 <= limit <= settings.DM_FETCH_PAGE_SIZE:
-            raise ApiError("VALIDATION_ERROR", errors={"limit": [f"1..{settings.DM_FETCH_PAGE_SIZE}"]})
         page = message_selectors.queued_after(device_id=device.pk, cursor=since, limit=limit)
         cursor = page[-1].seq if page else since
         if page:

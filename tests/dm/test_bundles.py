@@ -171,7 +171,7 @@ def test_bundle_fetches_are_rate_limited_per_requester_and_target_device_pair():
     assert body["retry_in_seconds"] >= 1
     assert int(resp["X-Retry-After"]) == body["retry_in_seconds"]
     assert _remaining(device_id) == 17  # the refused fetch claimed nothing
-    # Another requesting device (same target) has its own budget, and so does a new target device.
+    # Another requesting user (same target) has its own budget, and so does a new target device.
     other, _ = session_client(UserFactory())
     assert other.get(f"/e2ee/bundles/{target.pk}").status_code == 200
     register_device(session_client(target)[0])
@@ -209,6 +209,54 @@ def test_a_refused_fetch_charges_no_pair():
     resp = fetcher.get(f"/e2ee/bundles/{target.pk}")
     assert resp.status_code == 200
     assert [d["device_id"] for d in resp.json()["devices"]] == [second["device_id"]]
+
+
+@override_settings(E2EE_BUNDLE_FETCHES_PER_PAIR_PER_HOUR=3)
+def test_new_log_ins_share_the_requesters_budget_and_cannot_drain_the_pool():
+    # The reproduction: each log-in (a session without a device) used to get its own budget.
+    target, [(_, device_id)] = _target(20)
+    requester = UserFactory()
+    for _ in range(3):
+        fresh, _ = session_client(requester)
+        assert fresh.get(f"/e2ee/bundles/{target.pk}").status_code == 200
+
+    fresh, _ = session_client(requester)
+    assert_api_error(fresh.get(f"/e2ee/bundles/{target.pk}"), code="RATE_LIMITED", status=429)
+    assert _remaining(device_id) == 17 == OneTimePrekey.objects.filter(device_id=device_id).count()
+
+
+@override_settings(E2EE_BUNDLE_FETCHES_PER_PAIR_PER_HOUR=2)
+def test_new_devices_of_the_requester_do_not_reset_the_budget():
+    target, [(_, device_id)] = _target(20)
+    requester = UserFactory()
+    first, _ = session_client(requester)
+    register_device(first)
+    assert first.get(f"/e2ee/bundles/{target.pk}").status_code == 200
+    deviceless, _ = session_client(requester)
+    assert deviceless.get(f"/e2ee/bundles/{target.pk}").status_code == 200
+
+    for _ in range(2):  # each new log-in registers a new device: still the same user's budget
+        fresh, _ = session_client(requester)
+        register_device(fresh)
+        assert_api_error(fresh.get(f"/e2ee/bundles/{target.pk}"), code="RATE_LIMITED", status=429)
+    assert_api_error(first.get(f"/e2ee/bundles/{target.pk}"), code="RATE_LIMITED", status=429)
+    assert _remaining(device_id) == 18
+
+
+def test_disabled_users_bundle_is_404_like_an_unknown_user_and_claims_nothing():
+    target, [(_, device_id)] = _target(5)
+    fetcher, _ = session_client(UserFactory())
+    account_services.account_disable(user=target, reason="compromised")
+
+    body = assert_api_error(fetcher.get(f"/e2ee/bundles/{target.pk}"), code="NOT_FOUND", status=404)
+    unknown = assert_api_error(fetcher.get("/e2ee/bundles/987654321"), code="NOT_FOUND", status=404)
+    assert body == unknown  # nothing tells a disabled account from one that does not exist
+    assert _remaining(device_id) == 5 == OneTimePrekey.objects.filter(device_id=device_id).count()
+
+    # Re-enabled, the same device's keys are handed out again.
+    account_services.account_enable(user=target)
+    assert fetcher.get(f"/e2ee/bundles/{target.pk}").status_code == 200
+    assert _remaining(device_id) == 4
 
 
 def test_blocked_requester_gets_403_blocked():

@@ -314,8 +314,91 @@ def test_prometheus_exposes_dm_metrics_and_queue_gauges(client):
     send(alice, conv, [bob.device_id])
     assert REGISTRY.get_sample_value("dm_messages_sent_total") == before + 1
     text = client.get("/metrics", secure=True).content.decode()
-    assert f'dm_device_queue_depth{{device_id="{bob.device_id}"}} 1.0' in text
-    assert f'dm_oldest_unacked_age_seconds{{device_id="{bob.device_id}"}}' in text
+    # Aggregated: no series per device (tests/ops/test_metrics.py checks the buckets).
+    assert 'dm_device_queue_depth{le="1"} 1.0' in text
+    assert "dm_device_queue_depth_max 1.0" in text
+    assert "dm_oldest_unacked_age_seconds " in text
+    assert bob.device_id not in text
     assert 'e2ee_otpk_low_devices{below="10"} 2.0' in text  # both devices registered 5 one-time keys
     assert "dm_undelivered_messages 1.0" in text
     assert "dm_delivery_latency_seconds_bucket" in text
+
+
+LOOSE_INTEGERS = ["-1", " 1", "١", "1_000", "+5", "1e3", str(2**63)]
+
+
+@pytest.mark.parametrize("since", LOOSE_INTEGERS)
+def test_fetch_refuses_a_loose_since_and_reports_it_under_since(since):
+    bob = party()
+    body = assert_api_error(
+        bob.client.get("/dm/messages", {"since": since}), code="VALIDATION_ERROR", status=400
+    )
+    assert list(body["errors"]) == ["since"]
+
+
+@override_settings(DM_FETCH_PAGE_SIZE=200)
+@pytest.mark.parametrize("limit", [*LOOSE_INTEGERS, "0", "201"])
+def test_fetch_refuses_a_loose_or_out_of_range_limit_and_reports_it_under_limit(limit):
+    bob = party()
+    body = assert_api_error(
+        bob.client.get("/dm/messages", {"limit": limit}), code="VALIDATION_ERROR", status=400
+    )
+    assert list(body["errors"]) == ["limit"]
+
+
+def test_fetch_with_both_since_and_limit_bad_reports_both():
+    bob = party()
+    body = assert_api_error(
+        bob.client.get("/dm/messages", {"since": "-1", "limit": "1e3"}), code="VALIDATION_ERROR", status=400
+    )
+    assert sorted(body["errors"]) == ["limit", "since"]
+
+
+@override_settings(DM_FETCH_PAGE_SIZE=200)
+def test_fetch_accepts_the_largest_64_bit_cursor_and_the_page_size_limit():
+    alice, bob = party(), party()
+    conv = open_conversation(alice, bob)
+    send(alice, conv, [bob.device_id])
+    resp = bob.client.get("/dm/messages", {"since": str(2**63 - 1), "limit": "200"})
+    assert resp.status_code == 200, resp.content
+    assert resp.json() == {"messages": [], "cursor": 2**63 - 1, "has_more": False}
+    page = bob.client.get("/dm/messages", {"since": "0", "limit": "200"}).json()
+    assert [m["cursor"] for m in page["messages"]] == [1]
+
+
+@pytest.mark.parametrize("message_type", [0.0, 1.0, True, False, "0", "1", None, 2])
+def test_send_refuses_an_envelope_type_that_is_not_the_json_integer_0_or_1(message_type):
+    alice, bob = party(), party()
+    conv = open_conversation(alice, bob)
+    resp = alice.client.post(
+        f"/dm/conversations/{conv}/messages",
+        {
+            "client_message_id": str(uuid.uuid4()),
+            "envelopes": [{"device_id": bob.device_id, "ciphertext": "b3BhcXVl", "type": message_type}],
+        },
+        format="json",
+    )
+    body = assert_api_error(resp, code="VALIDATION_ERROR", status=400)
+    assert list(body["errors"]) == ["envelopes"]
+    assert list(body["errors"]["envelopes"][0]) == ["type"]
+    assert Message.objects.count() == 0
+
+
+@pytest.mark.parametrize("up_to", [1.0, True, "1", -1, 2**63])
+def test_ack_refuses_an_up_to_that_is_not_a_json_integer_in_range(up_to):
+    bob = party()
+    body = assert_api_error(
+        bob.client.post("/dm/ack", {"up_to": up_to}, format="json"), code="VALIDATION_ERROR", status=400
+    )
+    assert list(body["errors"]) == ["up_to"]
+
+
+def test_opening_a_conversation_needs_a_json_integer_user_id():
+    alice, bob = party(), party()
+    for user_id in (str(bob.user.pk), float(bob.user.pk), 2**63):
+        body = assert_api_error(
+            alice.client.post("/dm/conversations", {"user_id": user_id}, format="json"),
+            code="VALIDATION_ERROR",
+            status=400,
+        )
+        assert list(body["errors"]) == ["user_id"]

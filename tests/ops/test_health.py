@@ -17,6 +17,14 @@ pytestmark = pytest.mark.django_db
 
 PROBES = ["/health", "/health/database", "/ready", "/live", "/metrics"]
 UNUSED_REDIS = "redis://127.0.0.1:6399/0"
+SCRAPE_TOKEN = "health-test-scrape-token"
+
+
+@pytest.fixture
+def scrape_token(settings):
+    """METRICS_TOKEN set; returns the header that passes it."""
+    settings.METRICS_TOKEN = SCRAPE_TOKEN
+    return {"HTTP_AUTHORIZATION": f"Bearer {SCRAPE_TOKEN}"}
 
 
 @pytest.fixture
@@ -42,8 +50,29 @@ def test_live_is_200_and_checks_nothing(client):
     assert "no-store" in resp["Cache-Control"]
 
 
-def test_health_reports_every_check(client):
+def test_public_health_says_only_status_per_check(client):
     resp = client.get("/health")
+    assert resp.status_code == 200, resp.content
+    body = resp.json()
+    assert set(body) == {"status", "checks"}  # no version, no uptime
+    assert body["status"] in ("ok", "degraded")
+    assert set(body["checks"]) == {"database", "redis", "celery", "memory"}
+    for name, check in body["checks"].items():
+        assert set(check) == {"status"}, name  # no pool stats, latencies or memory figures
+    assert body["checks"]["database"]["status"] == "ok"
+    assert body["checks"]["memory"]["status"] in ("ok", "degraded")
+
+
+def test_health_details_stay_hidden_with_a_wrong_token_or_address(client, scrape_token, settings):
+    assert set(client.get("/health", HTTP_AUTHORIZATION="Bearer wrong").json()) == {"status", "checks"}
+    settings.METRICS_TOKEN = ""
+    settings.METRICS_ALLOWED_IPS = ["10.0.0.0/8"]
+    assert set(client.get("/health").json()) == {"status", "checks"}  # the test client is 127.0.0.1
+    assert "version" in client.get("/health", REMOTE_ADDR="10.2.3.4").json()
+
+
+def test_health_reports_every_check(client, scrape_token):
+    resp = client.get("/health", **scrape_token)
     assert resp.status_code == 200, resp.content
     body = resp.json()
     assert set(body) == {"status", "version", "uptime_seconds", "checks"}
@@ -68,12 +97,18 @@ def test_health_reports_every_check(client):
     assert checks["memory"]["rss_bytes"] > 0
 
 
-def test_health_database_is_just_the_database_check(client):
-    resp = client.get("/health/database")
+def test_health_database_is_just_the_database_check(client, scrape_token):
+    resp = client.get("/health/database", **scrape_token)
     assert resp.status_code == 200
     body = resp.json()
     assert body["status"] == "ok"
     assert {"latency_ms", "vendor", "pool"} <= set(body)
+
+
+def test_public_health_database_has_no_pool_stats(client):
+    resp = client.get("/health/database")
+    assert resp.status_code == 200
+    assert resp.json() == {"status": "ok"}
 
 
 def test_ready_when_database_and_redis_answer(client):
