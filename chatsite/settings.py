@@ -240,6 +240,8 @@ USERNAME_MIN_LENGTH = env.int("USERNAME_MIN_LENGTH", default=3)
 USERNAME_MAX_LENGTH = env.int("USERNAME_MAX_LENGTH", default=32)
 # POST /contacts and POST /blocks each name a user by id: adds per user per hour (enumeration).
 CONTACT_ADDS_PER_USER_PER_HOUR = env.int("CONTACT_ADDS_PER_USER_PER_HOUR", default=120)
+# Accounts registered from one client address per hour (POST /auth/register).
+REGISTRATIONS_PER_IP_PER_HOUR = env.int("REGISTRATIONS_PER_IP_PER_HOUR", default=20)
 # Addresses / CIDRs of our own load balancers and reverse proxies. X-Forwarded-For is read only on
 # connections from one of them, right to left, up to the first hop that is not (chatsite/api/request.py).
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
@@ -281,6 +283,9 @@ WS_PING_TIMEOUT_MS = env.int("WS_PING_TIMEOUT_MS", default=20000)
 # A connection whose queued events are older than this when they reach it is a slow consumer:
 # it is closed (4008) instead of buffering without bound, and resumes from its cursor.
 WS_SLOW_CONSUMER_LAG_MS = env.int("WS_SLOW_CONSUMER_LAG_MS", default=10000)
+# Frames an SSE response may hold that its client has not read yet; past it the stream is closed
+# as a slow consumer (4008). Keep it above DM_MAX_UNACKED_PER_STREAM, which bounds dm's share.
+SSE_MAX_QUEUED_FRAMES = env.int("SSE_MAX_QUEUED_FRAMES", default=2000)
 WS_ALLOWED_ORIGINS = env.list("WS_ALLOWED_ORIGINS", default=[])
 E2EE_DM_MAX_CONCURRENT_STREAMS_PER_USER = env.int("E2EE_DM_MAX_CONCURRENT_STREAMS_PER_USER", default=3)
 # While the relay is down, connected streams poll the database at this interval.
@@ -311,8 +316,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=8 *
 # A live event that overtakes an earlier one waits this long for it before the stream reads the
 # gap from the database instead (concurrent sends publish in a racy order after their commits).
 DM_REORDER_WAIT_MS = env.int("DM_REORDER_WAIT_MS", default=500)
-# A stream whose client has this many delivered but unacknowledged messages is a slow consumer:
-# it is closed (4008) rather than buffered for; the client resumes from its cursor.
+# Flow control of a device stream: at most this many messages in flight (sent, not yet
+# acknowledged, counted from the position the stream started at); there the stream pauses and
+# resumes as acknowledgements (dm.ack or POST /dm/ack) arrive. It is never cut for it.
 DM_MAX_UNACKED_PER_STREAM = env.int("DM_MAX_UNACKED_PER_STREAM", default=1000)
 DM_FETCH_PAGE_SIZE = env.int("DM_FETCH_PAGE_SIZE", default=200)
 DM_ACKED_RETENTION_HOURS = env.int("DM_ACKED_RETENTION_HOURS", default=24)

@@ -8,6 +8,10 @@ DM_DELIVERY_LATENCY = Histogram(
     "From a message's commit to its hand-over to the recipient device's live stream",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+DM_STREAM_PAUSES = Counter(
+    "dm_stream_pauses",
+    "Device streams that reached DM_MAX_UNACKED_PER_STREAM and paused until acknowledged",
+)
 
 # Upper bounds of the queue-depth buckets; "+Inf" is added (every device with a queue).
 QUEUE_DEPTH_BUCKETS = (1, 10, 100, 1000, 10000)

@@ -6,6 +6,13 @@ the cursor is a duplicate and dropped; one beyond cursor + 1 overtook an earlier
 if the gap is still open after DM_REORDER_WAIT_MS (the relay dropped something), the gap is read
 from the database. So each stream delivers every queued message once, in order, whether the relay
 works or not.
+
+Flow control: at most DM_MAX_UNACKED_PER_STREAM messages are in flight on a stream, counted from
+the later of the device's acknowledged position and the position the stream started from (the
+client's cursor: it has everything up to there). At the limit the stream pauses, it is never cut:
+live events are left in the database, and the replay resumes as acknowledgements arrive (a
+`dm.ack` frame, or `POST /dm/ack`, which notifies the device's stream after its commit). The
+replay runs as a task of the stream, so frames (acks among them) are read while it runs.
 """
 
 from __future__ import annotations
@@ -20,25 +27,34 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from chatsite.api import params as int_params
 from chatsite.api import throttling
 from chatsite.api.errors import ApiError
-from chatsite.metrics import WS_CONNECTION_REJECTED
 from chatsite.realtime import registry, relay
-from chatsite.realtime.stream import CLOSE_SLOW_CONSUMER, Stream
-from dm.metrics import DM_DELIVERY_LATENCY
+from chatsite.realtime.stream import Stream
+from dm.metrics import DM_DELIVERY_LATENCY, DM_STREAM_PAUSES
 from dm.models import Device, DeviceQueue
 from dm.selectors.messages import queued_after
 from dm.serializers_messages import AckSerializer, SyncSerializer, parse_send
 from dm.services import messages as message_services
 
 FEED = "dm"
+# Published by deliveries_ack after its commit; consumed here, never sent to a client.
+ACK_POSITION = message_services.ACK_POSITION_FRAME
 
 
 @dataclass
 class DeviceFeed:
-    """Per-stream state of the device queue feed."""
+    """Per-stream state of the device queue feed. Every field is read and written on the event
+    loop only; `lock` orders a replay page against live events (no await holds it but a page's
+    read and sends)."""
 
     cursor: int  # the last queue position sent on this stream
+    # Where the stream started (the client's cursor, or a dm.sync `since`): the client has
+    # everything up to there, so in-flight messages are counted from max(acked, base).
+    base: int = 0
+    # The device's acknowledged position as this stream last knew it.
+    acked: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Live events that overtook an earlier one (publishes of concurrent sends race each other
     # after their commits); held briefly so the earlier one can arrive and order is kept.
@@ -46,10 +62,27 @@ class DeviceFeed:
     gap_timer: asyncio.Task | None = None
     sent_pending: int = 0
     sent_flushed: int = 0
-    # The device's acknowledged position as this stream last knew it: a client that stops
-    # acknowledging (or reading) is cut after DM_MAX_UNACKED_PER_STREAM frames instead of the
-    # server buffering for it without bound.
-    acked: int = 0
+    # The replay task, and what drives it: `missed` says the database may hold more than was
+    # sent (set by whoever skips a live event or asks for a read); `wake` is set by an ack or a
+    # new request; `settled` is set while no replay runs or it waits for acknowledgements.
+    replay_task: asyncio.Task | None = None
+    missed: bool = False
+    paused: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def room(self) -> int:
+        """How many more messages may be sent before the stream must wait for an ack."""
+        in_flight = max(0, self.cursor - max(self.acked, self.base))
+        return settings.DM_MAX_UNACKED_PER_STREAM - in_flight
+
+    def replaying(self) -> bool:
+        return self.replay_task is not None and not self.replay_task.done()
+
+    def acknowledged(self, position: int) -> None:
+        if position > self.acked:
+            self.acked = position
+            self.wake.set()
 
 
 # Reads for the stream run on the thread pool so many streams read concurrently.
@@ -80,11 +113,14 @@ _acked_position_async = database_sync_to_async(_acked_position, thread_sensitive
 
 
 def _parse_cursor(value: Any) -> int | None:
-    try:
-        cursor = int(value)
-    except (TypeError, ValueError):
+    """The stream's `?cursor=` / Last-Event-ID: ASCII digits within 64 bits, else None (the stream
+    then starts after the acknowledged position)."""
+    if value is None:
         return None
-    return cursor if cursor >= 0 else None
+    try:
+        return int_params.parse_int(value, field="cursor")
+    except ApiError:
+        return None
 
 
 class DeviceQueueSource(registry.StreamSource):
@@ -98,67 +134,116 @@ class DeviceQueueSource(registry.StreamSource):
         cursor = _parse_cursor(stream.params.get("cursor") or stream.params.get("last_event_id"))
         if cursor is None:
             cursor = acked
-        stream.state[FEED] = DeviceFeed(cursor=cursor, sent_pending=cursor, sent_flushed=cursor, acked=acked)
-        await self.replay(stream)
+        stream.state[FEED] = DeviceFeed(
+            cursor=cursor, base=cursor, acked=acked, sent_pending=cursor, sent_flushed=cursor
+        )
+        self.request_replay(stream)
 
-    async def replay(self, stream: Stream, since: int | None = None, until: int | None = None) -> None:
-        """Send what the database holds after the stream's cursor (or `since`), page by page;
-        with `until`, only up to that position (a gap before events already held)."""
+    # --- replay ----------------------------------------------------------------------------
+
+    def request_replay(self, stream: Stream) -> DeviceFeed | None:
+        """Read what the database holds after the stream's cursor, in a task of the stream (one
+        at a time; a request while one runs makes it read once more)."""
         feed: DeviceFeed | None = stream.state.get(FEED)
-        if feed is None:
-            return
-        async with feed.lock:
-            if since is not None:
-                feed.cursor = since
-            while not stream.closed and (until is None or feed.cursor < until):
-                limit = settings.DM_FETCH_PAGE_SIZE
-                if until is not None:
-                    limit = min(limit, until - feed.cursor)
-                page = await _queued_after(device_id=stream.device_id, cursor=feed.cursor, limit=limit)
-                for delivery in page:
-                    await self._deliver(
-                        stream, feed, message_services.message_frame(delivery, delivery.message)
-                    )
-                if len(page) < limit:
-                    break
-            for held in [c for c in feed.held if c <= feed.cursor]:
-                del feed.held[held]
-            await self._release_held(stream, feed)
+        if feed is None or stream.closed:
+            return feed
+        feed.missed = True
+        feed.settled.clear()
+        feed.wake.set()
+        if not feed.replaying():
+            feed.replay_task = stream.spawn(self._replay(stream, feed), name="dm replay")
+        return feed
+
+    async def _replay(self, stream: Stream, feed: DeviceFeed) -> None:
+        try:
+            while not stream.closed:
+                if not feed.missed:
+                    async with feed.lock:
+                        for position in [c for c in feed.held if c <= feed.cursor]:
+                            del feed.held[position]
+                        await self._release_held(stream, feed)  # may ask for one more read
+                    if not feed.missed:
+                        return  # no await between here and the task's end: a new request spawns anew
+                    continue
+                if feed.room() <= 0:
+                    # Paused, not cut: wait for an acknowledgement (or a dm.sync) and go on.
+                    if not feed.paused:
+                        feed.paused = True
+                        DM_STREAM_PAUSES.inc()
+                    feed.wake.clear()
+                    feed.settled.set()
+                    await feed.wake.wait()
+                    continue
+                feed.paused = False
+                async with feed.lock:
+                    feed.missed = False
+                    limit = min(settings.DM_FETCH_PAGE_SIZE, feed.room())
+                    try:
+                        page = await _queued_after(
+                            device_id=stream.device_id, cursor=feed.cursor, limit=limit
+                        )
+                    except Exception:
+                        feed.missed = True  # on_tick starts the replay again
+                        raise
+                    for delivery in page:
+                        if stream.closed:
+                            return
+                        frame = message_services.message_frame(delivery, delivery.message)
+                        await self._deliver(stream, feed, frame)
+                    if len(page) == limit:
+                        feed.missed = True  # a full page: there may be more
+        finally:
+            feed.paused = False
+            feed.settled.set()
 
     async def catch_up(self, stream: Stream) -> None:
         feed: DeviceFeed | None = stream.state.get(FEED)
         if feed is not None:  # acknowledgements may have come over REST meanwhile
-            feed.acked = max(feed.acked, await _acked_position_async(stream.device_id))
-        await self.replay(stream)
+            feed.acknowledged(await _acked_position_async(stream.device_id))
+        self.request_replay(stream)
+
+    # --- live events -----------------------------------------------------------------------
 
     async def on_event(self, stream: Stream, frame: dict[str, Any]) -> dict[str, Any] | None:
         feed: DeviceFeed | None = stream.state.get(FEED)
+        if frame.get("type") == ACK_POSITION:
+            if feed is not None:
+                feed.acknowledged(int(frame["acked_seq"]))
+            return None
         if frame.get("type") != "dm.message" or feed is None:
             return frame
         async with feed.lock:
             if frame["cursor"] <= feed.cursor:
                 return None  # already sent (a replay overlapped the live path)
+            if feed.replaying() or feed.room() <= 0:
+                # The replay reads it from the database (paused: once acknowledgements come).
+                self.request_replay(stream)
+                return None
             if frame["cursor"] > feed.cursor + 1:
+                if len(feed.held) >= feed.room():
+                    self.request_replay(stream)  # more held than may be sent: read instead
+                    return None
                 feed.held[frame["cursor"]] = frame
                 if feed.gap_timer is None or feed.gap_timer.done():
-                    feed.gap_timer = asyncio.create_task(self._close_gap(stream, feed))
+                    feed.gap_timer = stream.spawn(self._close_gap(stream, feed), name="dm gap")
                 return None
             await self._deliver(stream, feed, frame)
             await self._release_held(stream, feed)
         return None
 
     async def _deliver(self, stream: Stream, feed: DeviceFeed, frame: dict[str, Any]) -> None:
-        if frame["cursor"] - feed.acked > settings.DM_MAX_UNACKED_PER_STREAM:
-            WS_CONNECTION_REJECTED.labels(reason="slow_consumer").inc()
-            await stream.close(CLOSE_SLOW_CONSUMER, "slow consumer: acknowledge what you receive")
-            return
         await stream.send(frame)
-        feed.cursor = feed.sent_pending = frame["cursor"]
+        feed.cursor = frame["cursor"]
+        feed.sent_pending = max(feed.sent_pending, feed.cursor)
         created = datetime.fromisoformat(frame["created_at"]).timestamp()
         DM_DELIVERY_LATENCY.observe(max(0.0, time.time() - created))
 
     async def _release_held(self, stream: Stream, feed: DeviceFeed) -> None:
         while feed.cursor + 1 in feed.held:
+            if feed.room() <= 0:
+                feed.held.clear()  # still in the database; the paused replay reads them
+                self.request_replay(stream)
+                return
             await self._deliver(stream, feed, feed.held.pop(feed.cursor + 1))
 
     async def _close_gap(self, stream: Stream, feed: DeviceFeed) -> None:
@@ -166,10 +251,12 @@ class DeviceQueueSource(registry.StreamSource):
         database, which has everything."""
         await asyncio.sleep(settings.DM_REORDER_WAIT_MS / 1000)
         if feed.held and not stream.closed:
-            await self.replay(stream, until=min(feed.held) - 1)
+            self.request_replay(stream)
 
     async def on_tick(self, stream: Stream) -> None:
         feed: DeviceFeed | None = stream.state.get(FEED)
+        if feed is not None and feed.missed and not feed.replaying():
+            self.request_replay(stream)  # a replay that failed (e.g. a database error) goes on
         if feed is not None and feed.sent_pending > feed.sent_flushed:
             # Batched: one UPDATE per device per tick records when messages were handed over.
             await database_sync_to_async(message_services.deliveries_mark_sent, thread_sensitive=False)(
@@ -257,17 +344,28 @@ async def handle_ack(stream: Stream, frame: dict[str, Any]) -> dict[str, Any]:
     reply = await database_sync_to_async(_ack_sync)(stream, data)
     feed: DeviceFeed | None = stream.state.get(FEED)
     if feed is not None and data.get("up_to") is not None:
-        feed.acked = max(feed.acked, min(data["up_to"], feed.cursor))
+        feed.acknowledged(min(data["up_to"], feed.cursor))  # wakes a paused replay
     return reply
 
 
 async def handle_sync(stream: Stream, frame: dict[str, Any]) -> dict[str, Any]:
+    """dm.sync: replay from `since`; answered once the replay has caught up or paused at the
+    unacknowledged limit (the reply's cursor is the last position sent)."""
     data = _validated(SyncSerializer, frame)
     await database_sync_to_async(_device_for_stream)(stream)
-    if FEED not in stream.state:
-        stream.state[FEED] = DeviceFeed(cursor=data["since"])
-    await source.replay(stream, since=data["since"])
-    return {"type": "dm.synced", "cursor": stream.state[FEED].cursor}
+    since = data["since"]
+    feed: DeviceFeed | None = stream.state.get(FEED)
+    if feed is None:
+        acked = await _acked_position_async(stream.device_id)
+        feed = DeviceFeed(cursor=since, base=since, acked=acked, sent_pending=since, sent_flushed=since)
+        stream.state[FEED] = feed
+    else:
+        async with feed.lock:
+            feed.cursor = feed.base = since
+            feed.held.clear()
+    source.request_replay(stream)
+    await feed.settled.wait()
+    return {"type": "dm.synced", "cursor": feed.cursor}
 
 
 def register() -> None:

@@ -35,12 +35,12 @@ from chatsite.realtime.limits import InboundWindow, connections
 from chatsite.realtime.relay import health
 from chatsite.realtime.stream import (
     _LAYER_ERRORS,
+    CLOSE_INTERNAL_ERROR,
     CLOSE_TOO_LARGE,
     CLOSE_UNAUTHENTICATED,
     CLOSE_UNAVAILABLE,
     Stream,
     track,
-    untrack,
 )
 
 logger = logging.getLogger("chatsite.realtime")
@@ -102,10 +102,20 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             resilient_receive, functools.partial(self.channel_layer.receive, self.channel_name), self._holder
         )
         self.base_send = send
+        # What this socket holds, released once by _release() on every way out: a disconnect,
+        # a failure anywhere in dispatch, or cancellation by the server.
+        self.stream: Stream | None = None
+        self.ip = self.scope.get("client_ip")
+        self.admitted = False
+        self._counted = False
+        self._released = False
+        self._close_code: int | None = None
         try:
             await await_many_dispatch([receive, channel_receive], self.dispatch)
         except StopConsumer:
             pass
+        finally:
+            await self._release()
 
     async def dispatch(self, message):
         # channels' dispatch hops to the sync thread to close stale DB connections before every
@@ -114,16 +124,20 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        try:
+            await handler(message)
+        except Exception:
+            if message["type"] != "websocket.receive" or self.stream is None:
+                raise  # the consumer ends; __call__'s finally releases what it holds (daphne: 1011)
+            # A failure of ours while reading one frame: the client gets an error frame and the
+            # socket stays usable, as for a failing frame handler.
+            logger.exception("frame failed")
+            await self.stream.send(ApiError("INTERNAL_ERROR").frame())
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        self.stream: Stream | None = None
-        self.ticker: asyncio.Task | None = None
         self.inbound = InboundWindow()
-        self.ip = self.scope.get("client_ip")
-        self.admitted = False
         await self.accept()
         session = self.scope.get("auth_session")
         if session is None:
@@ -153,24 +167,28 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         track(self.stream)
         WS_CONNECTIONS_TOTAL.labels(transport="ws").inc()
         WS_CONNECTIONS_ACTIVE.labels(transport="ws").inc()
-        await self.stream.send(
-            {
-                "type": "hello",
-                "user_id": session.user_id,
-                "session_id": str(session.pk),
-                "device_id": str(session.device_id) if session.device_id else None,
-                "heartbeat_interval_ms": settings.WS_PING_INTERVAL_MS,
-                "ping_timeout_ms": settings.WS_PING_TIMEOUT_MS,
-                "limits": {
-                    "max_msgs_per_10s": settings.MAX_MSGS_PER_10S,
-                    "max_bytes_per_10s": settings.MAX_BYTES_PER_10S,
-                    "max_frame_bytes": settings.WS_MAX_FRAME_BYTES,
-                },
-            }
-        )
-        await self.stream.open()
-        await self.stream.heartbeat()
-        self.ticker = asyncio.create_task(self.stream.run_ticks())
+        self._counted = True
+        try:
+            await self.stream.send(
+                {
+                    "type": "hello",
+                    "user_id": session.user_id,
+                    "session_id": str(session.pk),
+                    "device_id": str(session.device_id) if session.device_id else None,
+                    "heartbeat_interval_ms": settings.WS_PING_INTERVAL_MS,
+                    "ping_timeout_ms": settings.WS_PING_TIMEOUT_MS,
+                    "limits": {
+                        "max_msgs_per_10s": settings.MAX_MSGS_PER_10S,
+                        "max_bytes_per_10s": settings.MAX_BYTES_PER_10S,
+                        "max_frame_bytes": settings.WS_MAX_FRAME_BYTES,
+                    },
+                }
+            )
+            await self.stream.open()
+        except Exception:
+            logger.exception("websocket open failed")
+            return await self.stream.close(CLOSE_INTERNAL_ERROR, "internal error")
+        self.stream.spawn(self.stream.run_ticks(), name="ticks")
 
     async def _reject(self, reason: str, code: int, detail: str) -> None:
         WS_CONNECTION_REJECTED.labels(reason=reason).inc()
@@ -182,18 +200,26 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code)
 
     async def disconnect(self, code: int) -> None:
-        if self.ticker is not None:
-            self.ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.ticker
-        if self.stream is not None:
-            untrack(self.stream)
-            await self.stream.cleanup()
-            WS_CONNECTIONS_ACTIVE.labels(transport="ws").dec()
-            reason = self.stream.close_reason or f"client_{code}"
-            WS_DISCONNECTIONS_TOTAL.labels(transport="ws", reason=reason[:40]).inc()
+        self._close_code = code
+        await self._release()
+
+    async def _release(self) -> None:
+        """Give back the connection slots, the gauge and the stream's registrations, once.
+        The slot goes first: it is synchronous and nothing after it can keep it taken."""
+        if self._released:
+            return
+        self._released = True
         if self.admitted:
             connections.release(self.ip)
+        stream = self.stream
+        if stream is None:
+            return
+        if self._counted:
+            WS_CONNECTIONS_ACTIVE.labels(transport="ws").dec()
+            code = self._close_code if self._close_code is not None else CLOSE_INTERNAL_ERROR
+            reason = stream.close_reason or f"client_{code}"
+            WS_DISCONNECTIONS_TOTAL.labels(transport="ws", reason=reason[:40]).inc()
+        await stream.cleanup()
 
     # --- inbound ---------------------------------------------------------------------------
 
@@ -203,6 +229,11 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         raw = text_data if text_data is not None else (bytes_data or b"")
         size = len(raw.encode() if isinstance(raw, str) else raw)
         self.stream.last_received = time.monotonic()
+        # Size first: an oversized frame always gets its documented 4413, whatever the budget.
+        if size > settings.WS_MAX_FRAME_BYTES:
+            WS_CONNECTION_REJECTED.labels(reason="frame_too_large").inc()
+            await self.stream.send(ApiError("PAYLOAD_TOO_LARGE", "Frame too large.").frame())
+            return await self.stream.close(CLOSE_TOO_LARGE, "frame too large")
         violated = self.inbound.add(size)
         if violated:
             WS_CONNECTION_REJECTED.labels(reason=violated).inc()
@@ -210,10 +241,6 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
                 ApiError("RATE_LIMITED", f"Over {violated.replace('_', ' ')} limit per 10 s.").frame()
             )
             return await self.stream.close(CLOSE_RATE_LIMITED, "rate limit")
-        if size > settings.WS_MAX_FRAME_BYTES:
-            WS_CONNECTION_REJECTED.labels(reason="frame_too_large").inc()
-            await self.stream.send(ApiError("PAYLOAD_TOO_LARGE", "Frame too large.").frame())
-            return await self.stream.close(CLOSE_TOO_LARGE, "frame too large")
         try:
             # One parser with a depth limit: plain json.loads raises RecursionError on ~6 KB of
             # nested brackets, which escaped receive() and leaked this socket's connection slots.
@@ -259,9 +286,17 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
     # --- channel layer ---------------------------------------------------------------------
 
     async def realtime_event(self, message: dict[str, Any]) -> None:
-        if self.stream is not None:
-            await self.stream.handle_layer_message(message)
+        await self._layer_message(message)
 
     async def realtime_control(self, message: dict[str, Any]) -> None:
-        if self.stream is not None:
+        await self._layer_message(message)
+
+    async def _layer_message(self, message: dict[str, Any]) -> None:
+        if self.stream is None:
+            return
+        try:
             await self.stream.handle_layer_message(message)
+        except Exception:
+            # The client resumes from its cursor; the socket is not left half-working.
+            logger.exception("live event failed", extra={"event_type": message.get("type")})
+            await self.stream.close(CLOSE_INTERNAL_ERROR, "internal error")

@@ -34,10 +34,13 @@ class StreamSource:
         return []
 
     async def on_open(self, stream: Stream) -> None:
-        """Replay what the client missed (from its cursor), before live events."""
+        """Set up this stream's state and start replaying what the client missed (from its
+        cursor) in `stream.spawn(...)`: never send from here, and never wait for a replay, or
+        the client's frames (its acknowledgements) are not read until it ends."""
 
     async def catch_up(self, stream: Stream) -> None:
-        """Read from the database what the live path may have dropped (relay down or back)."""
+        """Read from the database what the live path may have dropped (relay down or back);
+        like on_open, start the read with `stream.spawn`, do not wait for it."""
 
     async def on_tick(self, stream: Stream) -> None:
         """Periodic bookkeeping (about once a second), e.g. flushing batched writes."""

@@ -11,10 +11,14 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
+import threading
+import weakref
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.http import StreamingHttpResponse
 
 from chatsite.accounts.authentication import token_from_header
@@ -31,9 +35,25 @@ from chatsite.metrics import (
 )
 from chatsite.realtime.consumers import resilient_receive
 from chatsite.realtime.limits import connections
-from chatsite.realtime.stream import CLOSE_SLOW_CONSUMER, Stream, track, untrack
+from chatsite.realtime.stream import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER, Stream, track
 
-SSE_QUEUE_MAX = 1000
+logger = logging.getLogger("chatsite.realtime")
+
+
+class _Slot:
+    """A connection slot, released exactly once: by the stream's `finally`, or, if the response
+    is dropped before its body is ever read (the client left first), when it is collected."""
+
+    def __init__(self, ip: str | None) -> None:
+        self.ip = ip
+        self._lock = threading.Lock()
+        self._held = True
+
+    def release(self) -> None:
+        with self._lock:
+            held, self._held = self._held, False
+        if held:
+            connections.release(self.ip)
 
 
 async def authenticate(request) -> Session | None:
@@ -62,9 +82,24 @@ async def sse_response(request, *, session: Session, feature: str | None = None)
     if reason is not None:
         WS_CONNECTION_REJECTED.labels(reason=reason).inc()
         return json_error("RATE_LIMITED", "Too many connections.", retry_in_seconds=5)
+    slot = _Slot(ip)
+    try:
+        response = await _stream_response(request, session=session, feature=feature, slot=slot)
+    except BaseException:
+        slot.release()
+        raise
+    weakref.finalize(response, slot.release)
+    return response
+
+
+async def _stream_response(
+    request, *, session: Session, feature: str | None, slot: _Slot
+) -> StreamingHttpResponse:
     layer = get_channel_layer()
     channel = await layer.new_channel()
-    queue: asyncio.Queue[dict | None] = asyncio.Queue(maxsize=SSE_QUEUE_MAX)
+    # Bounded: what a client does not read is not buffered without end. Flow-controlled sources
+    # (dm) never have more than their unacknowledged limit in it.
+    queue: asyncio.Queue[dict | None] = asyncio.Queue(maxsize=settings.SSE_MAX_QUEUED_FRAMES)
 
     async def send_frame(frame: dict[str, Any]) -> None:
         try:
@@ -82,7 +117,7 @@ async def sse_response(request, *, session: Session, feature: str | None = None)
         with contextlib.suppress(asyncio.QueueFull):
             queue.put_nowait(None)
 
-    params = {k: v for k, v in request.GET.items() if k != "token"}
+    params = {k: v for k, v in request.GET.items() if k != "ticket"}
     if request.headers.get("Last-Event-ID"):
         params["last_event_id"] = request.headers["Last-Event-ID"]
     if feature:
@@ -104,33 +139,43 @@ async def sse_response(request, *, session: Session, feature: str | None = None)
             resilient_receive, functools.partial(layer.receive, channel), {"stream": stream}
         )
         while not stream.closed:
-            await stream.handle_layer_message(await receive())
+            message = await receive()
+            try:
+                await stream.handle_layer_message(message)
+            except Exception:
+                logger.exception("live event failed", extra={"event_type": message.get("type")})
+                await stream.close(CLOSE_INTERNAL_ERROR, "internal error")
 
     async def events():
-        track(stream)
-        WS_CONNECTIONS_TOTAL.labels(transport="sse").inc()
-        WS_CONNECTIONS_ACTIVE.labels(transport="sse").inc()
-        tasks: list[asyncio.Task] = []
+        counted = False
         try:
+            track(stream)
+            WS_CONNECTIONS_TOTAL.labels(transport="sse").inc()
+            WS_CONNECTIONS_ACTIVE.labels(transport="sse").inc()
+            counted = True
             yield b": stream open\n\n"
-            await stream.open()
-            await stream.heartbeat()
-            tasks = [asyncio.create_task(stream.run_ticks()), asyncio.create_task(pump())]
+            try:
+                await stream.open()
+            except Exception:
+                logger.exception("sse open failed")
+                yield _encode({"type": "closing", "code": CLOSE_INTERNAL_ERROR, "reason": "internal error"})
+                stream.close_reason = "internal error"
+                return
+            stream.spawn(stream.run_ticks(), name="ticks")
+            stream.spawn(pump(), name="pump")
             while True:
                 frame = await queue.get()
                 if frame is None:
                     break
                 yield _encode(frame)
         finally:
-            for task in tasks:
-                task.cancel()
-            untrack(stream)
+            slot.release()
+            if counted:
+                WS_CONNECTIONS_ACTIVE.labels(transport="sse").dec()
+                WS_DISCONNECTIONS_TOTAL.labels(
+                    transport="sse", reason=(stream.close_reason or "client")[:40]
+                ).inc()
             await stream.cleanup()
-            connections.release(ip)
-            WS_CONNECTIONS_ACTIVE.labels(transport="sse").dec()
-            WS_DISCONNECTIONS_TOTAL.labels(
-                transport="sse", reason=(stream.close_reason or "client")[:40]
-            ).inc()
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import redis
@@ -38,6 +38,7 @@ CLOSE_LIMIT = registry_streams.CLOSE_STREAM_LIMIT
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_UNAVAILABLE = 4503
 CLOSE_TOO_LARGE = 4413
+CLOSE_INTERNAL_ERROR = 1011  # a failure of ours; the client reconnects and resumes from its cursor
 
 _LAYER_ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError)
 
@@ -75,6 +76,8 @@ class Stream:
         self._failures_seen = health.failures
         self._disabled_sources: set[str] = set()
         self._send_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task] = set()  # the ticker, replays, gap timers: ended by cleanup()
+        self._cleaned_up = False
 
     # --- subscriptions ---------------------------------------------------------------------
 
@@ -99,7 +102,8 @@ class Stream:
         return True
 
     async def open(self) -> None:
-        """Register, subscribe, then replay; live events queue in the layer meanwhile."""
+        """Register, subscribe, heartbeat, then start the replays; live events queue in the
+        layer meanwhile."""
         for src in registry.sources():
             if src.feature and not flags.is_enabled(src.feature):
                 self._disabled_sources.add(src.name)
@@ -119,6 +123,10 @@ class Stream:
             self.relay_lag = True
         for src in self.active_sources():
             await src.on_open(self)
+        # The first heartbeat (with relay_lag) comes before any replay: sources replay in tasks
+        # of the stream (spawned by on_open, so not started before this send), and frames,
+        # acknowledgements among them, are read while a replay runs.
+        await self.heartbeat()
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed:
@@ -129,12 +137,43 @@ class Stream:
             await self._send_frame({"type": "closing", "code": code, "reason": reason})
         await self._close_transport(code, reason)
 
+    def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task:
+        """Run work of this stream (ticks, a source's replay) beside its frames; cleanup() ends
+        it. A failure is logged and ends that task only: the next tick retries what it was for."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "stream task failed",
+                exc_info=task.exception(),
+                extra={"task": task.get_name(), "transport": self.transport},
+            )
+
     async def cleanup(self) -> None:
-        """Always runs when the transport ends (the `finally` of seed 000)."""
+        """Release everything the stream holds; runs once, on every exit path of its transport.
+
+        Synchronous steps first (they cannot fail or be interrupted), then the best-effort
+        network ones: the registry entry also expires, and group memberships lapse with the
+        channel (channels_redis group_expiry)."""
+        if self._cleaned_up:
+            return
+        self._cleaned_up = True
+        self.closed = True
+        local.remove(self)
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
         with contextlib.suppress(Exception):
             await registry_streams.unregister(self.user_id, self.device_id, self.channel_name)
         for group in self.groups():
-            with contextlib.suppress(*_LAYER_ERRORS):
+            with contextlib.suppress(Exception):
                 await self.channel_layer.group_discard(group, self.channel_name)
 
     # --- outbound --------------------------------------------------------------------------
@@ -242,10 +281,6 @@ class Stream:
 def track(stream: Stream) -> None:
     local.add(stream)
     force_disconnect.ensure_listening()
-
-
-def untrack(stream: Stream) -> None:
-    local.remove(stream)
 
 
 async def _close_local(channel: str, code: int, reason: str) -> None:

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from chatsite.accounts.models import User
 from chatsite.accounts.selectors import is_blocked
+from chatsite.accounts.services import user_reference
 from chatsite.api import throttling
 from chatsite.api.errors import ApiError
 from chatsite.realtime.relay import publish_to_device
@@ -70,10 +71,18 @@ def conversation_open(*, user: User, other_user_id: int) -> tuple[Conversation, 
     """The one conversation between two users, created on first use."""
     if other_user_id == user.pk:
         raise ApiError("BAD_REQUEST", "You cannot open a conversation with yourself.")
-    other = User.objects.filter(pk=other_user_id, is_active=True, disabled=False).first()
-    if other is None:
-        raise ApiError("NOT_FOUND", "No such user.")
-    low, high = sorted((user.pk, other.pk))
+    low, high = sorted((user.pk, other_user_id))
+    existing = Conversation.objects.filter(
+        user_low_id=low,
+        user_high_id=high,
+        user_low__is_active=True,
+        user_low__disabled=False,
+        user_high__is_active=True,
+        user_high__disabled=False,
+    ).first()
+    if existing is not None:
+        return existing, False  # names nobody new: not charged to the look-up budget
+    user_reference(owner=user, user_id=other_user_id)  # budgeted; 404 for disabled or unknown
     try:
         # uq_dm_conversations_pair decides a race between both users opening it at once.
         with transaction.atomic():
@@ -428,8 +437,15 @@ def _take_sequence_numbers(device_ids: list[str]) -> dict[str, int]:
 # --- Acknowledgements -----------------------------------------------------------------------
 
 
+# The frame deliveries_ack publishes to the device's stream after its commit: a stream paused at
+# DM_MAX_UNACKED_PER_STREAM resumes on it (an SSE client acknowledges over REST). Internal to dm's
+# stream feed, never sent to a client.
+ACK_POSITION_FRAME = "dm.ack_position"
+
+
 def deliveries_ack(*, device: Device, up_to: int | None = None, message_ids: list[int] | None = None) -> dict:
-    """The device confirms receipt; dm_delivery.delivered_at records when."""
+    """The device confirms receipt; dm_delivery.delivered_at records when. An `up_to` that moves
+    the acknowledged position is published to the device's live stream after the commit."""
     now = timezone.now()
     with transaction.atomic():
         pending = Delivery.objects.filter(device=device, delivered_at__isnull=True)
@@ -440,6 +456,7 @@ def deliveries_ack(*, device: Device, up_to: int | None = None, message_ids: lis
             if up_to > queue.acked_seq:
                 queue.acked_seq = up_to
                 queue.save(update_fields=["acked_seq"])
+                publish_to_device(device.pk, {"type": ACK_POSITION_FRAME, "acked_seq": up_to}, source="dm")
         else:
             count = pending.filter(message_id__in=message_ids or []).update(delivered_at=now)
         Device.objects.filter(pk=device.pk).update(last_seen_at=now)

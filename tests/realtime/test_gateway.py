@@ -352,6 +352,22 @@ async def test_over_byte_rate_gets_rate_limited_and_close_4429(settings):
     await comm.disconnect()
 
 
+async def test_oversized_frame_gets_4413_even_when_the_byte_budget_is_also_spent(settings):
+    settings.WS_MAX_FRAME_BYTES = 300
+    settings.MAX_BYTES_PER_10S = 400
+    _, token = await new_user_and_token()
+    comm, _ = await open_ws(token)
+
+    await comm.send_json_to({"type": "ping", "ref": "a", "pad": "x" * 200})
+    assert (await comm.receive_json_from(timeout=TIMEOUT))["type"] == "pong"
+    await comm.send_json_to({"type": "ping", "ref": "b", "pad": "x" * 400})  # over both limits
+    code, frames = await until_closed(comm)
+
+    assert code == 4413
+    assert frames[0]["code"] == "PAYLOAD_TOO_LARGE"
+    await comm.disconnect()
+
+
 async def test_second_connection_from_same_ip_over_limit_is_closed_4429(settings):
     settings.MAX_CONNS_PER_IP = 1
     _, token = await new_user_and_token()

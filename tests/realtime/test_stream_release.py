@@ -1,0 +1,279 @@
+"""Every exit path of a stream gives back what it holds (issue 11, item 2).
+
+A failure is injected into each stage of a /ws and a /dm/sse stream (opening, reading a frame,
+a frame handler, a live event, the cleanup itself, a response that is never read); each ends in an
+error frame or a documented close code, and afterwards the per-process connection slots, the
+active-connection gauge and the in-process stream index are back where they were. The issue's
+reproduction was one frame that raised in receive(): ~50 of them locked an address out.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from django.test import AsyncRequestFactory
+
+from chatsite.accounts.selectors import session_for_token
+from chatsite.asgi import application
+from chatsite.metrics import WS_CONNECTIONS_ACTIVE
+from chatsite.realtime import consumers, local, registry, registry_streams, relay
+from chatsite.realtime.limits import connections
+from chatsite.realtime.sse import sse_response
+from tests.conftest import login
+from tests.dm.helpers import party
+from tests.factories import UserFactory
+from tests.realtime.helpers import Communicator
+from tests.streams import SseClient
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TIMEOUT = 2
+ADDRESS = "198.51.100.23"
+
+
+class Injected(Exception):
+    """The failure a test injects."""
+
+
+class FaultySource(registry.StreamSource):
+    """A throwaway domain feed that fails at the stage a test chooses."""
+
+    name = "test_faulty"
+    fail_on: set[str] = set()
+
+    async def on_open(self, stream):
+        if "open" in self.fail_on:
+            raise Injected("on_open")
+
+    async def on_event(self, stream, frame):
+        if "event" in self.fail_on:
+            raise Injected("on_event")
+        return frame
+
+
+@pytest.fixture
+def faulty():
+    source = FaultySource()
+    source.fail_on = set()
+    registry.register_source(source)
+    yield source
+    registry._sources.pop(FaultySource.name, None)
+
+
+@pytest.fixture(autouse=True)
+def _nothing_held_before():
+    assert (connections.total, dict(connections.per_ip)) == (0, {})
+    yield
+    connections.total = 0
+    connections.per_ip.clear()
+
+
+def active(transport: str) -> float:
+    # The gauge itself: collecting the whole registry would run collectors that read the database.
+    return WS_CONNECTIONS_ACTIVE.labels(transport=transport)._value.get()
+
+
+def assert_released(transport: str, gauge_before: float) -> None:
+    assert (connections.total, dict(connections.per_ip)) == (0, {}), "connection slots not released"
+    assert active(transport) == gauge_before, "websocket_connections_active not decremented"
+    assert not local._by_channel, "stream left in the in-process index"
+
+
+async def token() -> tuple[int, str]:
+    user = await database_sync_to_async(UserFactory)()
+    return user.pk, await database_sync_to_async(login)(user)
+
+
+async def device_token() -> tuple[int, str]:
+    """A session bound to a registered device, as /dm/sse requires."""
+    device_party = await database_sync_to_async(party)()
+    return device_party.user.pk, device_party.token
+
+
+def ws(bearer: str) -> Communicator:
+    comm = Communicator(application, "/ws", headers=[(b"authorization", f"Bearer {bearer}".encode())])
+    comm.scope["client"] = (ADDRESS, 50000)
+    return comm
+
+
+async def open_ws(bearer: str) -> Communicator:
+    comm = ws(bearer)
+    connected, _ = await comm.connect(timeout=TIMEOUT)
+    assert connected
+    assert (await comm.receive_json_from(timeout=TIMEOUT))["type"] == "hello"
+    assert (await comm.receive_json_from(timeout=TIMEOUT))["type"] == "heartbeat"
+    return comm
+
+
+async def closed_with(comm: Communicator) -> tuple[int, list[dict]]:
+    frames = []
+    while True:
+        out = await comm.receive_output(timeout=TIMEOUT)
+        if out["type"] == "websocket.close":
+            return out["code"], frames
+        frames.append(json.loads(out["text"]))
+
+
+# --- /ws --------------------------------------------------------------------------------------
+
+
+async def test_ws_failure_while_opening_closes_1011_and_releases(faulty):
+    faulty.fail_on = {"open"}
+    before = active("ws")
+    _, bearer = await token()
+    comm = ws(bearer)
+    await comm.connect(timeout=TIMEOUT)
+    code, frames = await closed_with(comm)
+    assert code == 1011
+    assert frames[-1] == {"type": "closing", "code": 1011, "reason": "internal error"}
+    await comm.wait(TIMEOUT)
+    assert_released("ws", before)
+
+
+async def test_ws_failure_in_a_frame_handler_is_an_error_frame_and_the_socket_stays(faulty):
+    async def broken(stream, frame):
+        raise Injected("handler")
+
+    registry.register_frame("test.broken", broken)
+    try:
+        before = active("ws")
+        _, bearer = await token()
+        comm = await open_ws(bearer)
+        await comm.send_json_to({"type": "test.broken", "ref": "b"})
+        error = await comm.receive_json_from(timeout=TIMEOUT)
+        assert (error["type"], error["code"], error["ref"]) == ("error", "INTERNAL_ERROR", "b")
+        await comm.send_json_to({"type": "ping", "ref": "p"})
+        assert await comm.receive_json_from(timeout=TIMEOUT) == {"type": "pong", "ref": "p"}
+        await comm.disconnect()
+        assert_released("ws", before)
+    finally:
+        registry._frames.pop("test.broken", None)
+
+
+async def test_ws_failure_while_reading_a_frame_is_an_error_frame_and_releases_later(monkeypatch):
+    # The issue's shape: something in receive() itself raised (RecursionError from json.loads).
+    async def raising_receive(self, text_data=None, bytes_data=None, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    before = active("ws")
+    _, bearer = await token()
+    comm = await open_ws(bearer)
+    monkeypatch.setattr(consumers.GatewayConsumer, "receive", raising_receive)
+    await comm.send_to(text_data='{"type":"ping"}')
+    error = await comm.receive_json_from(timeout=TIMEOUT)
+    assert (error["type"], error["code"]) == ("error", "INTERNAL_ERROR")
+    await comm.disconnect()
+    assert_released("ws", before)
+
+
+async def test_fifty_failing_frames_from_one_address_do_not_lock_it_out(monkeypatch, settings):
+    settings.MAX_CONNS_PER_IP = 3
+
+    async def raising_receive(self, text_data=None, bytes_data=None, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(consumers.GatewayConsumer, "receive", raising_receive)
+    _, bearer = await token()
+    for _ in range(50):
+        comm = await open_ws(bearer)
+        await comm.send_to(text_data="[" * 3000 + "]" * 3000)
+        assert (await comm.receive_json_from(timeout=TIMEOUT))["code"] == "INTERNAL_ERROR"
+        await comm.disconnect()
+    _, bystander = await token()
+    comm = await open_ws(bystander)  # same address: admitted
+    await comm.disconnect()
+
+
+async def test_ws_failure_in_a_live_event_closes_1011_and_releases(faulty):
+    faulty.fail_on = {"event"}
+    before = active("ws")
+    user_id, bearer = await token()
+    comm = await open_ws(bearer)
+    await database_sync_to_async(relay.publish_to_user)(user_id, {"type": "test.x"}, source=FaultySource.name)
+    code, frames = await closed_with(comm)
+    assert code == 1011
+    assert frames[-1] == {"type": "closing", "code": 1011, "reason": "internal error"}
+    await comm.wait(TIMEOUT)
+    assert_released("ws", before)
+
+
+async def test_ws_failure_during_cleanup_still_releases_the_slot(monkeypatch):
+    async def broken_unregister(*args, **kwargs):
+        raise Injected("unregister")
+
+    before = active("ws")
+    _, bearer = await token()
+    comm = await open_ws(bearer)
+    monkeypatch.setattr(registry_streams, "unregister", broken_unregister)
+    await comm.disconnect()
+    assert_released("ws", before)
+
+
+async def test_ws_consumer_failing_outside_a_frame_releases_on_the_way_out(monkeypatch):
+    async def broken_disconnect(self, code):
+        raise Injected("disconnect")
+
+    before = active("ws")
+    _, bearer = await token()
+    comm = await open_ws(bearer)
+    monkeypatch.setattr(consumers.GatewayConsumer, "disconnect", broken_disconnect)
+    await comm.send_input({"type": "websocket.disconnect", "code": 1000})
+    with pytest.raises(Injected):
+        await comm.wait(TIMEOUT)
+    assert_released("ws", before)
+
+
+# --- /dm/sse ------------------------------------------------------------------------------------
+
+
+async def test_sse_failure_while_opening_ends_with_a_1011_closing_event_and_releases(faulty):
+    faulty.fail_on = {"open"}
+    before = active("sse")
+    _, bearer = await device_token()
+    async with SseClient("/dm/sse", bearer) as sse:
+        closing = await sse.next_event("closing")
+        assert closing["data"] == {"type": "closing", "code": 1011, "reason": "internal error"}
+        await sse.finished.wait()
+    assert sse.status == 200
+    assert_released("sse", before)
+
+
+async def test_sse_failure_in_a_live_event_ends_with_a_1011_closing_event_and_releases(faulty):
+    faulty.fail_on = {"event"}
+    before = active("sse")
+    user_id, bearer = await device_token()
+    async with SseClient("/dm/sse", bearer) as sse:
+        await sse.next_event("heartbeat")
+        await database_sync_to_async(relay.publish_to_user)(
+            user_id, {"type": "test.x"}, source=FaultySource.name
+        )
+        closing = await sse.next_event("closing")
+        assert closing["data"]["code"] == 1011
+        await sse.finished.wait()
+    assert_released("sse", before)
+
+
+async def test_sse_response_dropped_before_it_is_read_releases_its_slot():
+    _, bearer = await device_token()
+    session = await database_sync_to_async(session_for_token)(bearer)
+    request = AsyncRequestFactory().get("/dm/sse", REMOTE_ADDR=ADDRESS)
+    response = await sse_response(request, session=session, feature="dm")
+    assert connections.total == 1
+    del response
+    gc.collect()
+    assert (connections.total, dict(connections.per_ip)) == (0, {})
+
+
+async def test_sse_failure_during_cleanup_still_releases_the_slot(monkeypatch):
+    async def broken_unregister(*args, **kwargs):
+        raise Injected("unregister")
+
+    before = active("sse")
+    _, bearer = await device_token()
+    monkeypatch.setattr(registry_streams, "unregister", broken_unregister)
+    async with SseClient("/dm/sse", bearer) as sse:
+        await sse.next_event("heartbeat")
+    assert_released("sse", before)
