@@ -30,8 +30,17 @@ security_log = logging.getLogger("chatsite.security")
 # --- Registration and log-in ----------------------------------------------------------------
 
 
-def user_register(*, username: str, password: str) -> User:
-    """Create an account. The name is normalised first, then must fit the alphabet."""
+def user_register(*, username: str, password: str, ip: str | None = None) -> User:
+    """Create an account. The name is normalised first, then must fit the alphabet. Per address
+    (REGISTRATIONS_PER_IP_PER_HOUR), so new accounts cannot multiply the per-user limits."""
+    if ip:
+        throttling.check(
+            "register",
+            ip,
+            limit=settings.REGISTRATIONS_PER_IP_PER_HOUR,
+            window_seconds=3600,
+            detail="Too many accounts registered from this address; try again later.",
+        )
     username = normalize_username(username)
     try:
         UsernameValidator()(username)
@@ -194,15 +203,16 @@ def account_enable(*, user: User, by: User | None = None) -> None:
 # --- Contacts and blocks ----------------------------------------------------------------------
 
 
-def _other_user(user_id: int, owner: User) -> User:
-    """The user named by id, for adding as a contact or block: each add shows a username, so adds
-    are rate-limited per user and disabled/inactive accounts do not exist here (404)."""
+def user_reference(*, owner: User, user_id: int) -> User:
+    """Another user named by id, for a contact, a block or a new conversation: each answer shows
+    a username, so these share one per-user budget (CONTACT_ADDS_PER_USER_PER_HOUR, scope
+    `user_ref_add`), and disabled or inactive accounts do not exist here (404)."""
     throttling.check(
         "user_ref_add",
         owner.pk,
         limit=settings.CONTACT_ADDS_PER_USER_PER_HOUR,
         window_seconds=3600,
-        detail="Too many contacts or blocks added; try again later.",
+        detail="Too many users looked up by id; try again later.",
     )
     if user_id == owner.pk:
         raise ApiError("BAD_REQUEST", "That is you.")
@@ -214,7 +224,7 @@ def _other_user(user_id: int, owner: User) -> User:
 
 @transaction.atomic
 def contact_add(*, owner: User, user_id: int) -> Contact:
-    other = _other_user(user_id, owner)
+    other = user_reference(owner=owner, user_id=user_id)
     # uq_contacts_owner_contact makes a repeated add idempotent.
     contact, _ = Contact.objects.get_or_create(owner=owner, contact=other)
     return contact
@@ -229,7 +239,7 @@ def contact_remove(*, owner: User, user_id: int) -> None:
 
 @transaction.atomic
 def block_add(*, blocker: User, user_id: int) -> Block:
-    other = _other_user(user_id, blocker)
+    other = user_reference(owner=blocker, user_id=user_id)
     block, _ = Block.objects.get_or_create(blocker=blocker, blocked=other)
     return block
 

@@ -30,7 +30,7 @@ class RegisterView(APIView):
     def post(self, request):
         data = CredentialsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = services.user_register(**data.validated_data)
+        user = services.user_register(**data.validated_data, ip=client_ip(request))
         return Response(RegisteredSerializer(user).data, status=status.HTTP_201_CREATED)
 
 

@@ -235,6 +235,22 @@ def test_failed_login_for_an_existing_account_stores_the_user_not_the_typed_name
     assert "ALICE" not in str(event.data) and "alice" not in str(event.data)
 
 
+def test_registrations_are_limited_per_address(settings, api_client):
+    settings.REGISTRATIONS_PER_IP_PER_HOUR = 2
+    for name in ("first", "second"):
+        resp = api_client.post(
+            "/auth/register", {"username": name, "password": "a-long-password-1"}, format="json"
+        )
+        assert resp.status_code == 201, resp.content
+
+    resp = api_client.post(
+        "/auth/register", {"username": "third", "password": "a-long-password-1"}, format="json"
+    )
+
+    assert_api_error(resp, code="RATE_LIMITED", status=429)
+    assert not User.objects.filter(username="third").exists()
+
+
 def test_registering_an_eight_space_password_is_400_validation_error():
     resp = APIClient().post("/auth/register", {"username": "alice", "password": " " * 8}, format="json")
 

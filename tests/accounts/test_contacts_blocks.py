@@ -100,6 +100,19 @@ def test_enumerating_ids_through_contacts_and_blocks_shares_one_limit(settings):
     )
 
 
+def test_opening_conversations_by_id_draws_on_the_same_limit(settings):
+    settings.CONTACT_ADDS_PER_USER_PER_HOUR = 2
+    me, a, b, c = UserFactory(), UserFactory(), UserFactory(), UserFactory()
+    client = client_for(me)
+    assert client.post("/contacts", {"user_id": a.pk}, format="json").status_code == 201
+    assert client.post("/dm/conversations", {"user_id": b.pk}, format="json").status_code == 201
+
+    resp = client.post("/dm/conversations", {"user_id": c.pk}, format="json")
+
+    assert_api_error(resp, code="RATE_LIMITED", status=429)
+    assert "username" not in resp.json()
+
+
 def test_contacts_list_shows_only_my_contacts():
     me, friend, stranger, strangers_friend = UserFactory(), UserFactory(), UserFactory(), UserFactory()
     Contact.objects.create(owner=me, contact=friend)

@@ -14,6 +14,7 @@ from chatsite.accounts import services as account_services
 from dm.models import Delivery, Message
 from tests.conftest import assert_api_error, client_for
 from tests.dm.helpers import add_device, open_conversation, party, send
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -26,6 +27,28 @@ def test_opening_a_conversation_twice_returns_the_same_one():
     assert first.json()["id"] == again.json()["id"]
     listed = alice.client.get("/dm/conversations").json()["conversations"]
     assert [(c["id"], c["user_id"]) for c in listed] == [(first.json()["id"], bob.user.pk)]
+
+
+def test_reopening_a_known_conversation_is_not_charged(settings):
+    settings.CONTACT_ADDS_PER_USER_PER_HOUR = 1
+    me, a = UserFactory(), UserFactory()
+    client = client_for(me)
+    assert client.post("/dm/conversations", {"user_id": a.pk}, format="json").status_code == 201
+
+    for _ in range(3):
+        assert client.post("/dm/conversations", {"user_id": a.pk}, format="json").status_code == 200
+
+
+def test_a_conversation_with_a_disabled_account_is_404_even_if_it_exists():
+    me, gone = UserFactory(), UserFactory()
+    client = client_for(me)
+    assert client.post("/dm/conversations", {"user_id": gone.pk}, format="json").status_code == 201
+    gone.disabled = True
+    gone.save(update_fields=["disabled"])
+
+    assert_api_error(
+        client.post("/dm/conversations", {"user_id": gone.pk}, format="json"), code="NOT_FOUND", status=404
+    )
 
 
 def test_conversation_with_unknown_user_is_404_and_with_yourself_400():
