@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint fmt venv bench clean
+.PHONY: run test test-repeat lint fmt venv bench clean
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,6 +21,12 @@ run: venv
 ## The whole test suite against a real PostgreSQL and Redis, plus ruff and the migrations check.
 test: venv
 	./scripts/test.sh
+
+## The suite N times in a row (stops at the first failure): `make test-repeat N=10 ARGS="tests/dm"`.
+N ?= 5
+ARGS ?=
+test-repeat: venv
+	./scripts/repeat.sh $(N) $(ARGS)
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -11,6 +11,7 @@ from chatsite.accounts import services as account_services
 from chatsite.api import throttling
 from chatsite.api.redis import get_redis
 from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.realtime.helpers import disconnect_leftovers
 
 
 @pytest.fixture(autouse=True)
@@ -21,6 +22,14 @@ def _clean_redis():
         client.flushdb()
     throttling.reset_local()
     yield
+
+
+@pytest.fixture(autouse=True)
+async def _disconnect_communicators():
+    """Disconnect any WebSocket communicator a test left running, also when an assertion failed
+    before the test's own disconnect (tests/realtime/helpers.py records each one)."""
+    yield
+    await disconnect_leftovers()
 
 
 @pytest.fixture(autouse=True)

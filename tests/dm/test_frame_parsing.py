@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from tests.dm.helpers import party
 from tests.streams import next_frame, ws_connect
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.mark.parametrize("since", ["1", -1, 1.0, True, 2**63])
 async def test_dm_sync_with_a_since_that_is_not_a_json_integer_in_range_is_a_validation_error_frame(since):
-    bob = await sync_to_async(party)()
+    bob = await database_sync_to_async(party)()
     ws = await ws_connect(bob.token)
     await ws.send_json_to({"type": "dm.sync", "since": since, "ref": "s"})
     error = await next_frame(ws, "error")
@@ -24,7 +24,7 @@ async def test_dm_sync_with_a_since_that_is_not_a_json_integer_in_range_is_a_val
 
 @pytest.mark.parametrize("up_to", ["1", -1, 1.0, False, 2**63])
 async def test_dm_ack_with_an_up_to_that_is_not_a_json_integer_in_range_is_a_validation_error_frame(up_to):
-    bob = await sync_to_async(party)()
+    bob = await database_sync_to_async(party)()
     ws = await ws_connect(bob.token)
     await ws.send_json_to({"type": "dm.ack", "up_to": up_to, "ref": 9})
     error = await next_frame(ws, "error")

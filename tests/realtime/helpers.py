@@ -2,8 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
+
 from asgiref.testing import ApplicationCommunicator as AsgirefCommunicator
 from channels.testing import WebsocketCommunicator
+
+# Every communicator a test creates; the `_disconnect_communicators` fixture (tests/conftest.py)
+# disconnects those still running when the test ends, passed or failed, so one failed assertion
+# cannot leave a socket (and its connection slots) behind for the next test.
+created: weakref.WeakSet[AsgirefCommunicator] = weakref.WeakSet()
+
+
+async def disconnect_leftovers() -> None:
+    for comm in list(created):
+        future = getattr(comm, "future", None)
+        if future is None or future.done():
+            continue
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            if isinstance(comm, WebsocketCommunicator):
+                await comm.disconnect(timeout=2)
+            else:
+                await comm.wait(timeout=2)
+    created.clear()
 
 
 class Communicator(WebsocketCommunicator):
@@ -18,3 +40,7 @@ class Communicator(WebsocketCommunicator):
 
     send_input = AsgirefCommunicator.send_input
     receive_output = AsgirefCommunicator.receive_output
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        created.add(self)

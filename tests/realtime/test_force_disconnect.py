@@ -8,7 +8,7 @@ import json
 
 import pytest
 import redis.asyncio as aioredis
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 
 from tests.conftest import login
@@ -28,9 +28,9 @@ async def publish_until_heard(publisher, channel: str, payload: str) -> None:
 
 
 async def test_force_disconnect_publish_closes_only_that_users_streams(redis_required):
-    user, other = await sync_to_async(UserFactory)(), await sync_to_async(UserFactory)()
-    ws = await ws_connect(await sync_to_async(login)(user))
-    bystander = await ws_connect(await sync_to_async(login)(other))
+    user, other = await database_sync_to_async(UserFactory)(), await database_sync_to_async(UserFactory)()
+    ws = await ws_connect(await database_sync_to_async(login)(user))
+    bystander = await ws_connect(await database_sync_to_async(login)(other))
     publisher = aioredis.Redis.from_url(settings.REDIS_URL)
     try:
         await publish_until_heard(publisher, f"user:{user.pk}", json.dumps({"type": "ForceDisconnect"}))
@@ -47,8 +47,8 @@ async def test_force_disconnect_publish_closes_only_that_users_streams(redis_req
 
 
 async def test_other_messages_on_the_user_channel_are_ignored(redis_required):
-    user = await sync_to_async(UserFactory)()
-    ws = await ws_connect(await sync_to_async(login)(user))
+    user = await database_sync_to_async(UserFactory)()
+    ws = await ws_connect(await database_sync_to_async(login)(user))
     publisher = aioredis.Redis.from_url(settings.REDIS_URL)
     try:
         await publish_until_heard(publisher, f"user:{user.pk}", json.dumps({"type": "SomethingElse"}))

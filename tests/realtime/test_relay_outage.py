@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.db import transaction
 
@@ -79,14 +78,14 @@ async def test_relay_outage_is_reported_in_heartbeats_and_recovers(throwaway_red
     assert connected
     assert (await comm.receive_json_from(timeout=TIMEOUT))["type"] == "hello"
     assert (await next_heartbeat(comm))["relay_lag"] is False
-    assert await sync_to_async(relay.redis_status)() == "available"
+    assert await database_sync_to_async(relay.redis_status)() == "available"
 
     # --- Redis dies ---
     throwaway_redis.stop()
 
     await heartbeat_with(comm, relay_lag=True)
     assert (await next_heartbeat(comm))["relay_lag"] is True  # and stays so while it is down
-    assert await sync_to_async(relay.redis_status)() == "unavailable"
+    assert await database_sync_to_async(relay.redis_status)() == "unavailable"
     assert redis_ready() == 0
     # The socket itself is fine: the gateway answers without Redis.
     await comm.send_json_to({"type": "ping", "ref": "during"})
@@ -99,7 +98,7 @@ async def test_relay_outage_is_reported_in_heartbeats_and_recovers(throwaway_red
     throwaway_redis.start()
 
     await heartbeat_with(comm, relay_lag=False)
-    assert await sync_to_async(relay.redis_status)() == "available"
+    assert await database_sync_to_async(relay.redis_status)() == "available"
     assert redis_ready() == 1
     await database_sync_to_async(publish_committed, thread_sensitive=False)(
         user.pk, {"type": "test.after_recovery"}
