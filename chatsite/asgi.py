@@ -13,7 +13,7 @@ from django.conf import settings  # noqa: E402
 
 from chatsite.realtime.middleware import OriginCheckMiddleware, TokenAuthMiddleware  # noqa: E402
 from chatsite.realtime.routing import websocket_urlpatterns  # noqa: E402
-from ops.middleware import AccessLogMiddleware  # noqa: E402
+from chatsite.request_logs import AccessLogMiddleware  # noqa: E402
 
 _chosen = {
     "database": settings.DATABASE_BACKEND,

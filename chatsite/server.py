@@ -7,7 +7,7 @@ benchmark all run this, so production and tests share one daphne configuration:
   peer. The scope's client stays the TCP peer and chatsite.api.request picks the client address
   (TRUSTED_PROXIES).
 - No daphne access log (verbosity 0): its plain-text lines print URLs as they came, query strings
-  included. ops.middleware.AccessLogMiddleware writes the access line through our JSON formatter
+  included. chatsite.request_logs.AccessLogMiddleware writes the access line through our JSON formatter
   and redaction instead.
 - WebSocket messages larger than WS_MAX_MESSAGE_BYTES are refused by the transport before they are
   buffered, with close code 1009 ("message too big") rather than a dropped TCP connection:

@@ -58,7 +58,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "ops.middleware.ProbeMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "ops.middleware.RequestIdMiddleware",
+    "chatsite.request_logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -287,7 +287,12 @@ WS_SLOW_CONSUMER_LAG_MS = env.int("WS_SLOW_CONSUMER_LAG_MS", default=10000)
 # as a slow consumer (4008). Keep it above DM_MAX_UNACKED_PER_STREAM, which bounds dm's share.
 SSE_MAX_QUEUED_FRAMES = env.int("SSE_MAX_QUEUED_FRAMES", default=2000)
 WS_ALLOWED_ORIGINS = env.list("WS_ALLOWED_ORIGINS", default=[])
-E2EE_DM_MAX_CONCURRENT_STREAMS_PER_USER = env.int("E2EE_DM_MAX_CONCURRENT_STREAMS_PER_USER", default=3)
+# Live streams (WebSocket or SSE, any feature) one user may hold open across processes; past it
+# the oldest is closed (4429). Seed 000 calls it E2EE_DM_MAX_CONCURRENT_STREAMS_PER_USER, which is
+# still read as the default, so the runbook's setting keeps working.
+REALTIME_MAX_STREAMS_PER_USER = env.int(
+    "REALTIME_MAX_STREAMS_PER_USER", default=env.int("E2EE_DM_MAX_CONCURRENT_STREAMS_PER_USER", default=3)
+)
 # While the relay is down, connected streams poll the database at this interval.
 RELAY_POLL_INTERVAL_MS = env.int("RELAY_POLL_INTERVAL_MS", default=2000)
 RELAY_HEALTH_CHECK_INTERVAL_MS = env.int("RELAY_HEALTH_CHECK_INTERVAL_MS", default=1000)
@@ -330,10 +335,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "request_id": {"()": "ops.logging.RequestIdFilter"},
-        "redact": {"()": "ops.logging.RedactSecretsFilter"},
+        "request_id": {"()": "chatsite.logs.RequestIdFilter"},
+        "redact": {"()": "chatsite.logs.RedactSecretsFilter"},
     },
-    "formatters": {"json": {"()": "ops.logging.JsonFormatter"}},
+    "formatters": {"json": {"()": "chatsite.logs.JsonFormatter"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",

@@ -7,8 +7,9 @@ class DmConfig(AppConfig):
 
     def ready(self) -> None:
         from chatsite.metrics import register_state_collector
-        from dm import realtime
+        from dm import frames, streams
         from dm.metrics import state_collector
 
-        realtime.register()
+        streams.register()
+        frames.register()
         register_state_collector(state_collector)

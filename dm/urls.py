@@ -1,9 +1,21 @@
-from django.urls import include, path
+from django.urls import path
 
-from dm.views import messages
+from dm.views import devices, messages
 
 urlpatterns = [
-    path("", include("dm.urls_devices")),
+    path("e2ee/devices", devices.DeviceListView.as_view(), name="e2ee-devices"),
+    path(
+        "e2ee/devices/<uuid:device_id>/prekeys",
+        devices.DevicePrekeysView.as_view(),
+        name="e2ee-device-prekeys",
+    ),
+    path(
+        "e2ee/devices/<uuid:device_id>/signed-prekey",
+        devices.DeviceSignedPrekeyView.as_view(),
+        name="e2ee-device-signed-prekey",
+    ),
+    path("e2ee/devices/<uuid:device_id>", devices.DeviceDetailView.as_view(), name="e2ee-device"),
+    path("e2ee/bundles/<int:user_id>", devices.BundleView.as_view(), name="e2ee-bundle"),
     path("dm/conversations", messages.ConversationListView.as_view(), name="dm-conversations"),
     path(
         "dm/conversations/<int:conversation_id>/messages", messages.MessageSendView.as_view(), name="dm-send"

@@ -19,7 +19,7 @@ import redis
 from django.conf import settings
 
 from chatsite.api.redis import get_async_redis
-from chatsite.realtime import local
+from chatsite.realtime import open_streams
 
 logger = logging.getLogger("chatsite.realtime")
 
@@ -69,7 +69,7 @@ async def _handle(message: dict) -> None:
         return
     if not isinstance(payload, dict) or payload.get("type") != "ForceDisconnect":
         return
-    streams = local.by_user(user_id)
+    streams = open_streams.by_user(user_id)
     if streams:
         logger.warning("ForceDisconnect", extra={"user_id": user_id, "streams": len(streams)})
     for stream in streams:

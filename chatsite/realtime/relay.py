@@ -20,7 +20,7 @@ from django.db import transaction
 
 from chatsite.api.redis import get_async_redis
 from chatsite.metrics import REDIS_ERRORS, REDIS_READY
-from chatsite.realtime import local
+from chatsite.realtime import open_streams
 from chatsite.realtime.names import chat_group, device_group, session_group, user_group
 
 logger = logging.getLogger("chatsite.realtime")
@@ -125,14 +125,8 @@ async def apublish_event(group: str, frame: dict[str, Any], *, source: str | Non
     return await apublish(group, _event(frame, source))
 
 
-async def apublish_to_device(device_id, frame: dict[str, Any], *, source: str | None = None) -> bool:
-    """For async callers whose write has already committed (e.g. the gateway's dm.send).
-
-    A device has one stream at most; if it is open in this process the event is handed to it
-    directly (the same path a layer message takes), otherwise it goes through the relay.
-    """
-    event = _event(frame, source)
-    stream = local.by_device(device_id)
+async def _adeliver_to_device(device_id, event: dict[str, Any]) -> bool:
+    stream = open_streams.by_device(device_id)
     if stream is not None:
         await stream.handle_layer_message(event)
         return True
@@ -154,7 +148,22 @@ def publish_to_user(user_id: int, frame: dict[str, Any], *, source: str | None =
 
 def publish_to_device(device_id, frame: dict[str, Any], *, source: str | None = None) -> None:
     """After commit, send `frame` to the live stream of one device."""
-    _publish_on_commit(device_group(device_id), _event(frame, source))
+    publish_to_devices([(device_id, frame)], source=source)
+
+
+def publish_to_devices(items: list[tuple[Any, dict[str, Any]]], *, source: str | None = None) -> None:
+    """After commit, send each (device id, frame) to that device's live stream, in one hop to the
+    event loop. The route is the relay's choice, never the caller's: a stream open in this process
+    gets the event directly (the path a layer message takes), any other through the channel layer."""
+    if not items:
+        return
+    events = [(device_id, _event(frame, source)) for device_id, frame in items]
+    transaction.on_commit(lambda: async_to_sync(_apublish_device_events)(events))
+
+
+async def _apublish_device_events(events: list[tuple[Any, dict[str, Any]]]) -> None:
+    for device_id, event in events:
+        await _adeliver_to_device(device_id, event)
 
 
 def publish_to_group(group_id, frame: dict[str, Any], *, source: str | None = None) -> None:

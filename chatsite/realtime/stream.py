@@ -23,7 +23,7 @@ from django.utils import timezone
 from chatsite.accounts.selectors import session_is_live
 from chatsite.api import flags
 from chatsite.metrics import WS_CONNECTION_REJECTED, WS_MESSAGES_SENT
-from chatsite.realtime import force_disconnect, local, registry, registry_streams
+from chatsite.realtime import admission, force_disconnect, open_streams, registry
 from chatsite.realtime.names import device_group, session_group, user_group
 from chatsite.realtime.relay import CONTROL_TYPE, EVENT_TYPE, health
 
@@ -33,8 +33,8 @@ logger = logging.getLogger("chatsite.realtime")
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_PING_TIMEOUT = 4408
-CLOSE_REPLACED = registry_streams.CLOSE_REPLACED
-CLOSE_LIMIT = registry_streams.CLOSE_STREAM_LIMIT
+CLOSE_REPLACED = admission.CLOSE_REPLACED
+CLOSE_LIMIT = admission.CLOSE_STREAM_LIMIT
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_UNAVAILABLE = 4503
 CLOSE_TOO_LARGE = 4413
@@ -107,7 +107,7 @@ class Stream:
         for src in registry.sources():
             if src.feature and not flags.is_enabled(src.feature):
                 self._disabled_sources.add(src.name)
-        for channel, code in await registry_streams.register(self.user_id, self.device_id, self.channel_name):
+        for channel, code in await admission.register(self.user_id, self.device_id, self.channel_name):
             reason = "replaced by a newer stream" if code == CLOSE_REPLACED else "stream limit reached"
             WS_CONNECTION_REJECTED.labels(
                 reason="replaced" if code == CLOSE_REPLACED else "stream_limit"
@@ -164,14 +164,14 @@ class Stream:
             return
         self._cleaned_up = True
         self.closed = True
-        local.remove(self)
+        open_streams.remove(self)
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=1.0)
         with contextlib.suppress(Exception):
-            await registry_streams.unregister(self.user_id, self.device_id, self.channel_name)
+            await admission.unregister(self.user_id, self.device_id, self.channel_name)
         for group in self.groups():
             with contextlib.suppress(Exception):
                 await self.channel_layer.group_discard(group, self.channel_name)
@@ -279,11 +279,11 @@ class Stream:
 
 
 def track(stream: Stream) -> None:
-    local.add(stream)
+    open_streams.add(stream)
     force_disconnect.ensure_listening()
 
 
 async def _close_local(channel: str, code: int, reason: str) -> None:
-    stream = local.by_channel(channel)
+    stream = open_streams.by_channel(channel)
     if stream is not None:
         await stream.close(code, reason)

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from chatsite.accounts.models import Session, User
 from chatsite.api.errors import ApiError
-from dm.models import Device
+from dm.models import Device, DeviceQueue
 
 
 @dataclass(frozen=True)
@@ -73,16 +73,23 @@ def device_summary(device_id: Any, *, current_session: Session | None = None) ->
     return _summary(device, now=timezone.now(), current_device_id=current)
 
 
-def device_for_session(session: Session) -> Device:
-    """The active device the session acts as (device-scoped calls: fetch, ack, streams, sends)."""
-    if session.device_id is None:
+def device_for_session(device_id: Any) -> Device:
+    """The active device a session acts as, given the session's `device_id` (REST:
+    `request.auth.device_id`; streams: `stream.device_id`), for every device-scoped call: send,
+    fetch, ack, sync, streams. None is 409 DEVICE_REQUIRED (register one first); a device that is
+    revoked, or no longer exists, is 409 DEVICE_REVOKED (register a new one)."""
+    if device_id is None:
         raise ApiError("DEVICE_REQUIRED")
-    device = Device.objects.filter(pk=session.device_id).first()
-    if device is None:
-        raise ApiError("DEVICE_REQUIRED")
-    if device.status != Device.Status.ACTIVE:
+    device = Device.objects.filter(pk=device_id).first()
+    if device is None or device.status != Device.Status.ACTIVE:
         raise ApiError("DEVICE_REVOKED")
     return device
+
+
+def acked_position(device_id: Any) -> int:
+    """The device's acknowledged queue position (`dm_device_queues.acked_seq`), 0 if none."""
+    position = DeviceQueue.objects.filter(device_id=device_id).values_list("acked_seq", flat=True).first()
+    return position or 0
 
 
 def device_of_user(*, user: User, device_id: Any) -> Device:

@@ -416,6 +416,14 @@ def signed_prekey_rotate(*, device: Device, key_id: str, public_key: str, signat
     return bundle
 
 
+# --- Activity -------------------------------------------------------------------------------
+
+
+def device_seen(*, device_id: Any) -> None:
+    """The device is in use now (a stream opened for it): `e2ee_devices.last_seen_at`."""
+    Device.objects.filter(pk=device_id).update(last_seen_at=timezone.now())
+
+
 # --- Revocation -----------------------------------------------------------------------------
 
 

@@ -25,9 +25,11 @@ from chatsite.accounts.selectors import is_blocked
 from chatsite.accounts.services import user_reference
 from chatsite.api import throttling
 from chatsite.api.errors import ApiError
-from chatsite.realtime.relay import publish_to_device
+from chatsite.realtime import relay
 from dm.metrics import DM_MESSAGES_SENT
 from dm.models import Conversation, Delivery, Device, DeviceQueue, Message
+from dm.presenters import message_frame
+from dm.selectors.messages import queued_after
 
 logger = logging.getLogger("chatsite.dm")
 
@@ -46,22 +48,6 @@ class SendResult:
     recipients: int
     # (device id, frame) for each delivery this call queued; empty for a duplicate.
     deliveries: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-
-def message_frame(delivery: Delivery, message: Message) -> dict[str, Any]:
-    """The frame a device receives for one queued message (REST fetch, WebSocket, SSE alike)."""
-    return {
-        "type": "dm.message",
-        "cursor": delivery.seq,
-        "message_id": message.pk,
-        "conversation_id": message.conversation_id,
-        "sender_user_id": message.sender_user_id,
-        "sender_device_id": str(message.sender_device_id) if message.sender_device_id else None,
-        "client_message_id": message.client_message_id,
-        "message_type": delivery.message_type,
-        "ciphertext": delivery.ciphertext,
-        "created_at": message.created_at.isoformat(),
-    }
 
 
 # --- Conversations --------------------------------------------------------------------------
@@ -220,13 +206,15 @@ def message_send(
     conversation_id: int,
     client_message_id: str,
     envelopes: list[Envelope],
-    publish: bool = True,
 ) -> SendResult:
-    """Store one message (one ciphertext per device) and queue it for every device.
+    """Send one message: the one path for `POST /dm/conversations/{id}/messages` and `dm.send`.
 
-    Idempotent on (sender device, client message id): a retry at any time returns the original.
-    With publish=False the caller publishes `result.deliveries` itself (the gateway does, from its
-    event loop, once this has returned and so committed).
+    Checks the shape and membership, takes the rate-limit decision, stores the message (one
+    ciphertext per device, each delivery at the next position of its device's queue) and, after
+    the commit, publishes one `dm.message` frame to each device's live stream (the relay picks
+    the route: the stream itself when it is open in this process, else the channel layer).
+    Idempotent on (sender device, client message id): a retry at any time returns the original,
+    and is answered even when the rate limit would refuse a new message.
     """
     request = send_prepare(
         sender_id=sender_id,
@@ -235,25 +223,25 @@ def message_send(
         client_message_id=client_message_id,
         envelopes=envelopes,
     )
-    decision = throttling.hit_many(send_rate_windows(sender_id))
+    windows = send_rate_windows(sender_id)
+    decision = throttling.hit_many(windows)
     if not decision.allowed:
         original = _existing(request.sender_device_id, client_message_id)
-        if original is not None:  # a retry of a stored message is answered, never limited
+        if original is not None:
             return SendResult(original, True, original.deliveries.count())
-        throttling.refuse(decision, send_rate_windows(sender_id))
-    return message_store(request, publish=publish)
+        throttling.refuse(decision, windows)
+    result = _store(request)
+    if not result.duplicate:
+        DM_MESSAGES_SENT.inc()
+        relay.publish_to_devices(result.deliveries, source="dm")  # after the commit
+    return result
 
 
-def message_store(request: SendRequest, *, publish: bool = True) -> SendResult:
+def _store(request: SendRequest) -> SendResult:
     """The write itself, after the rate limit: one statement on PostgreSQL, else the ORM path."""
     result = _store_in_one_statement(request) if connection.vendor == "postgresql" else None
     if result is None:
         result = _store_checked(request)
-    if not result.duplicate:
-        DM_MESSAGES_SENT.inc()
-        if publish:
-            for device_id, frame in result.deliveries:
-                publish_to_device(device_id, frame, source="dm")
     return result
 
 
@@ -456,11 +444,31 @@ def deliveries_ack(*, device: Device, up_to: int | None = None, message_ids: lis
             if up_to > queue.acked_seq:
                 queue.acked_seq = up_to
                 queue.save(update_fields=["acked_seq"])
-                publish_to_device(device.pk, {"type": ACK_POSITION_FRAME, "acked_seq": up_to}, source="dm")
+                relay.publish_to_device(
+                    device.pk, {"type": ACK_POSITION_FRAME, "acked_seq": up_to}, source="dm"
+                )
         else:
             count = pending.filter(message_id__in=message_ids or []).update(delivered_at=now)
         Device.objects.filter(pk=device.pk).update(last_seen_at=now)
     return {"acknowledged": count}
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    frames: list[dict[str, Any]]
+    cursor: int  # the last position in the page (the `after` given, for an empty page)
+    has_more: bool
+
+
+def queue_page_read(*, device_id, after: int, limit: int) -> QueuePage:
+    """The one read of a device queue, for the REST fetch, a stream's replay and `dm.sync`:
+    the page after a cursor, in order, as frames; the page is recorded as handed over
+    (`dm_delivery.sent_at`)."""
+    page = queued_after(device_id=device_id, cursor=after, limit=limit)
+    cursor = page[-1].seq if page else after
+    if page:
+        deliveries_mark_sent(device_id=device_id, up_to_seq=cursor)
+    return QueuePage([message_frame(d, d.message) for d in page], cursor, len(page) == limit)
 
 
 def deliveries_mark_sent(*, device_id, up_to_seq: int) -> int:

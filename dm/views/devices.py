@@ -9,8 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chatsite.api.flags import feature_permission
-from dm import serializers as s
 from dm.selectors import devices as selectors
+from dm.serializers import devices as s
 from dm.services import devices as services
 
 _ERR = OpenApiResponse(description='{"code", "detail"} error envelope')

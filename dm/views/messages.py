@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http import JsonResponse
 from drf_spectacular.types import OpenApiTypes
@@ -17,10 +18,10 @@ from chatsite.api.flags import feature_permission
 from chatsite.api.params import IntParam, parse_int_params
 from chatsite.realtime import sse
 from chatsite.realtime.relay import redis_status
-from dm.realtime import sent_body
+from dm.presenters import sent_body
 from dm.selectors import messages as message_selectors
 from dm.selectors.devices import device_for_session, otpk_pool_summary
-from dm.serializers_messages import (
+from dm.serializers.messages import (
     AckResultSerializer,
     AckSerializer,
     ConversationSerializer,
@@ -61,7 +62,7 @@ class MessageSendView(APIView):
     @extend_schema(request=SendSerializer, responses={201: SentSerializer, 200: SentSerializer})
     def post(self, request, conversation_id: int):
         body = parse_send(request.data, conversation_required=False)
-        device = device_for_session(request.auth)
+        device = device_for_session(request.auth.device_id)
         result = message_services.message_send(
             sender_id=request.user.pk,
             sender_device_id=device.pk,
@@ -91,19 +92,11 @@ class MessageFetchView(APIView):
                 default=settings.DM_FETCH_PAGE_SIZE, minimum=1, maximum=settings.DM_FETCH_PAGE_SIZE
             ),
         )
-        since, limit = params["since"], params["limit"]
-        device = device_for_session(request.auth)
-        page = message_selectors.queued_after(device_id=device.pk, cursor=since, limit=limit)
-        cursor = page[-1].seq if page else since
-        if page:
-            message_services.deliveries_mark_sent(device_id=device.pk, up_to_seq=cursor)
-        return Response(
-            {
-                "messages": [message_services.message_frame(d, d.message) for d in page],
-                "cursor": cursor,
-                "has_more": len(page) == limit,
-            }
+        device = device_for_session(request.auth.device_id)
+        page = message_services.queue_page_read(
+            device_id=device.pk, after=params["since"], limit=params["limit"]
         )
+        return Response({"messages": page.frames, "cursor": page.cursor, "has_more": page.has_more})
 
 
 class AckView(APIView):
@@ -113,7 +106,7 @@ class AckView(APIView):
     def post(self, request):
         body = AckSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        device = device_for_session(request.auth)
+        device = device_for_session(request.auth.device_id)
         return Response(message_services.deliveries_ack(device=device, **body.validated_data))
 
 
@@ -148,10 +141,7 @@ async def dm_sse(request):
     if session is None:
         return json_error("UNAUTHENTICATED")
     try:
-        from channels.db import database_sync_to_async
-
-        await database_sync_to_async(device_for_session)(session)
+        await database_sync_to_async(device_for_session)(session.device_id)
     except ApiError as err:
-        response = JsonResponse(err.body(), status=err.status)
-        return response
+        return JsonResponse(err.body(), status=err.status)
     return await sse.sse_response(request, session=session, feature="dm")

@@ -16,7 +16,8 @@ from chatsite.accounts import services as account_services
 from chatsite.realtime import relay
 from chatsite.realtime.names import device_group
 from dm.models import Delivery, Device
-from dm.services.messages import Envelope, message_send
+from dm.services import messages as message_services
+from dm.services.messages import Envelope
 from tests.conftest import login
 from tests.dm.helpers import open_conversation, party, send
 from tests.redis_server import RedisProcess, relay_on
@@ -252,15 +253,15 @@ async def test_redis_outage_mid_stream_loses_nothing_and_duplicates_nothing():
 
 @database_sync_to_async
 def store_unpublished(sender, conv, device_ids):
-    result = message_send(
+    """Store a message as message_send does, without its publish (as if the relay dropped it)."""
+    request = message_services.send_prepare(
         sender_id=sender.user.pk,
         sender_device_id=sender.device_id,
         conversation_id=conv,
         client_message_id=f"unpublished-{uuid.uuid4()}",
         envelopes=[Envelope(d, "AAAA", 1) for d in device_ids],
-        publish=False,
     )
-    return dict(result.deliveries)
+    return dict(message_services._store(request).deliveries)
 
 
 async def publish_frame(device_id, frame):

@@ -533,7 +533,7 @@ def test_revoke_ends_sessions_deletes_keys_and_queued_messages():
     assert_api_error(phone_client.get("/e2ee/devices"), code="UNAUTHENTICATED", status=401)
     # Calls made as that device are 409 DEVICE_REVOKED.
     with pytest.raises(ApiError) as info:
-        selectors.device_for_session(phone_session)
+        selectors.device_for_session(phone_session.device_id)
     assert info.value.code == "DEVICE_REVOKED"
     url = f"/e2ee/devices/{device_id}"
     assert_api_error(
@@ -566,12 +566,12 @@ def test_a_user_may_revoke_the_device_of_the_calling_session():
 def test_device_for_session_requires_a_device():
     _, session = session_client(UserFactory())
     with pytest.raises(ApiError) as info:
-        selectors.device_for_session(session)
+        selectors.device_for_session(session.device_id)
     assert info.value.code == "DEVICE_REQUIRED" and info.value.status == 409
     client, session = session_client(UserFactory())
     _, body = register_device(client)
     session.refresh_from_db()
-    assert str(selectors.device_for_session(session).pk) == body["device_id"]
+    assert str(selectors.device_for_session(session.device_id).pk) == body["device_id"]
 
 
 def test_revoke_service_rejects_another_users_device():

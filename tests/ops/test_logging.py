@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 from django.test import AsyncClient
 
-from ops.logging import JsonFormatter, RedactSecretsFilter, RequestIdFilter, request_id_var
+from chatsite.logs import JsonFormatter, RedactSecretsFilter, RequestIdFilter, request_id_var
 
 TOKEN = secrets.token_urlsafe(32)  # the shape chatsite.accounts.tokens hands out
 PASSWORD = "correct horse battery staple"

@@ -10,8 +10,8 @@ import logging
 import pytest
 from django.test import AsyncClient
 
-from ops.logging import JsonFormatter, RedactSecretsFilter, RequestIdFilter
-from ops.middleware import AccessLogMiddleware
+from chatsite.logs import JsonFormatter, RedactSecretsFilter, RequestIdFilter
+from chatsite.request_logs import AccessLogMiddleware
 from tests.conftest import assert_api_error
 
 TICKET = "Zx9" + "a" * 40

@@ -415,7 +415,7 @@ async def test_over_total_connections_is_closed_4503(settings):
 
 
 async def test_fourth_stream_of_a_user_closes_the_oldest_with_4429(settings):
-    settings.E2EE_DM_MAX_CONCURRENT_STREAMS_PER_USER = 3
+    settings.REALTIME_MAX_STREAMS_PER_USER = 3
     _, token = await new_user_and_token()
     before = await rejected_count("stream_limit")
     comms = []

@@ -19,7 +19,7 @@ from django.test import AsyncRequestFactory
 from chatsite.accounts.selectors import session_for_token
 from chatsite.asgi import application
 from chatsite.metrics import WS_CONNECTIONS_ACTIVE
-from chatsite.realtime import consumers, local, registry, registry_streams, relay
+from chatsite.realtime import admission, consumers, open_streams, registry, relay
 from chatsite.realtime.limits import connections
 from chatsite.realtime.sse import sse_response
 from tests.conftest import login
@@ -79,7 +79,7 @@ def active(transport: str) -> float:
 def assert_released(transport: str, gauge_before: float) -> None:
     assert (connections.total, dict(connections.per_ip)) == (0, {}), "connection slots not released"
     assert active(transport) == gauge_before, "websocket_connections_active not decremented"
-    assert not local._by_channel, "stream left in the in-process index"
+    assert not open_streams._by_channel, "stream left in the in-process index"
 
 
 async def token() -> tuple[int, str]:
@@ -207,7 +207,7 @@ async def test_ws_failure_during_cleanup_still_releases_the_slot(monkeypatch):
     before = active("ws")
     _, bearer = await token()
     comm = await open_ws(bearer)
-    monkeypatch.setattr(registry_streams, "unregister", broken_unregister)
+    monkeypatch.setattr(admission, "unregister", broken_unregister)
     await comm.disconnect()
     assert_released("ws", before)
 
@@ -273,7 +273,7 @@ async def test_sse_failure_during_cleanup_still_releases_the_slot(monkeypatch):
 
     before = active("sse")
     _, bearer = await device_token()
-    monkeypatch.setattr(registry_streams, "unregister", broken_unregister)
+    monkeypatch.setattr(admission, "unregister", broken_unregister)
     async with SseClient("/dm/sse", bearer) as sse:
         await sse.next_event("heartbeat")
     assert_released("sse", before)

@@ -1,4 +1,4 @@
-"""Support staff's view of E2EE devices and key bundles (imported by dm/admin.py).
+"""Support staff's view of E2EE devices and key bundles.
 
 Only public keys are stored, so showing them is harmless; everything is read-only and a device
 changes only through the "Revoke devices" action, which calls the same service as the API.

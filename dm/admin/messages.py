@@ -1,9 +1,7 @@
-"""Support staff's DM views: devices and keys (dm/admin_devices.py), messages with delivery
-tracing. Ciphertext is never shown."""
+"""Support staff's view of messages, with delivery tracing. Ciphertext is never shown."""
 
 from django.contrib import admin
 
-from dm import admin_devices  # noqa: F401  (registers Device and KeyBundle)
 from dm.models import Delivery, Message
 
 

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
-# Set by ops.middleware for the life of a request; asgiref copies it into sync_to_async threads.
+# Set by chatsite.request_logs for the life of a request; asgiref copies it into sync_to_async threads.
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 REDACTED = "[redacted]"

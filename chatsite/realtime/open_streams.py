@@ -1,4 +1,4 @@
-"""The streams open in this process, by channel name and by device.
+"""The in-process index of open streams: by channel name, by device and by user.
 
 A replacement in the same process then does not depend on the relay, and an event for a device
 whose stream lives here is handed to it directly instead of a round trip through Redis.

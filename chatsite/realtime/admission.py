@@ -1,6 +1,6 @@
-"""Which streams each user and device has open, across processes.
+"""Stream admission limits: which streams each user and device has open, across processes.
 
-At most E2EE_DM_MAX_CONCURRENT_STREAMS_PER_USER streams per user and one per device: a new stream
+At most REALTIME_MAX_STREAMS_PER_USER streams per user and one per device: a new stream
 for a device replaces the old one (close 4409); past the user limit the oldest is closed (4429).
 The sets live in Redis (`rt:streams:u:<user>` sorted by connect time, `rt:streams:d:<device>`),
 updated by one Lua script so two processes registering at once cannot both slip under the limit.
@@ -93,7 +93,7 @@ _local = _LocalStreams()
 
 async def register(user_id: int, device_id, channel: str) -> list[tuple[str, int]]:
     """Record a new stream; returns the (channel, close code) pairs that must now close."""
-    limit = settings.E2EE_DM_MAX_CONCURRENT_STREAMS_PER_USER
+    limit = settings.REALTIME_MAX_STREAMS_PER_USER
     if settings.REDIS_URL:
         try:
             client = get_async_redis()
