@@ -207,8 +207,12 @@ class DeviceQueueSource(registry.StreamSource):
             if feed is not None:
                 feed.acknowledged(int(frame["acked_seq"]))
             return None
-        if frame.get("type") != "dm.message" or feed is None:
+        if frame.get("type") != "dm.message":
             return frame
+        if feed is None:
+            # The stream is still opening (an in-process event can arrive during on_open): the
+            # replay on_open starts reads this committed message from the database.
+            return None
         if frame["cursor"] <= feed.cursor:
             return None  # already sent (a replay overlapped the live path)
         if feed.replaying() or feed.room() <= 0:

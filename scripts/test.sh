@@ -13,6 +13,12 @@ if ! "$BIN/python" scripts/check_services.py; then
 fi
 set -e
 "$BIN/ruff" check .
+# Layering: each broken contract is named (pyproject.toml [tool.importlinter], docs/architecture.md).
+if ! layering=$("$BIN/lint-imports" --no-cache --no-logo 2>&1); then
+  echo "$layering" >&2
+  echo "lint-imports: an import breaks the layering (the broken contract is named above)" >&2
+  exit 1
+fi
 "$BIN/python" manage.py makemigrations --check --dry-run >/dev/null || {
   echo "makemigrations --check: models and migrations differ; run 'manage.py makemigrations'" >&2; exit 1; }
 set +e

@@ -11,7 +11,7 @@ from chatsite.accounts import services as account_services
 from chatsite.api import throttling
 from chatsite.api.redis import get_redis
 from tests.factories import DEFAULT_PASSWORD, UserFactory
-from tests.realtime.helpers import disconnect_leftovers
+from tests.realtime.clients import disconnect_leftovers
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +27,7 @@ def _clean_redis():
 @pytest.fixture(autouse=True)
 async def _disconnect_communicators():
     """Disconnect any WebSocket communicator a test left running, also when an assertion failed
-    before the test's own disconnect (tests/realtime/helpers.py records each one)."""
+    before the test's own disconnect (tests/realtime/clients.py records each one)."""
     yield
     await disconnect_leftovers()
 

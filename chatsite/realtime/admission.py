@@ -17,12 +17,11 @@ import redis
 from django.conf import settings
 
 from chatsite.api.redis import get_async_redis
+from chatsite.realtime.close_codes import CloseCode
 from chatsite.realtime.relay import health
 
 logger = logging.getLogger("chatsite.realtime")
 
-CLOSE_REPLACED = 4409
-CLOSE_STREAM_LIMIT = 4429
 _TTL_S = 86400
 
 _REGISTER_LUA = """
@@ -74,11 +73,11 @@ class _LocalStreams:
                 self.devices[str(device_id)] = channel
                 if old and old != channel:
                     streams.pop(old, None)
-                    evicted.append((old, CLOSE_REPLACED))
+                    evicted.append((old, CloseCode.REPLACED))
             streams[channel] = time.time()
             for old in sorted(streams, key=streams.get)[: max(0, len(streams) - limit)]:
                 streams.pop(old)
-                evicted.append((old, CLOSE_STREAM_LIMIT))
+                evicted.append((old, CloseCode.RATE_LIMITED))
         return evicted
 
     def unregister(self, user_id, device_id, channel) -> None:
@@ -110,7 +109,7 @@ async def register(user_id: int, device_id, channel: str) -> list[tuple[str, int
             out = []
             for item in raw:
                 kind, _, old = (item.decode() if isinstance(item, bytes) else item).partition("|")
-                out.append((old, CLOSE_REPLACED if kind == "replaced" else CLOSE_STREAM_LIMIT))
+                out.append((old, CloseCode.REPLACED if kind == "replaced" else CloseCode.RATE_LIMITED))
             return out
         except (redis.RedisError, OSError) as exc:
             logger.warning("stream registry falling back to per-process: %s", type(exc).__name__)

@@ -25,27 +25,19 @@ from chatsite.api import flags, json_input
 from chatsite.api.errors import ApiError
 from chatsite.metrics import (
     WS_CONNECTION_REJECTED,
-    WS_CONNECTIONS_ACTIVE,
-    WS_CONNECTIONS_TOTAL,
-    WS_DISCONNECTIONS_TOTAL,
     WS_MESSAGES_RECEIVED,
 )
 from chatsite.realtime import registry
-from chatsite.realtime.limits import InboundWindow, connections
+from chatsite.realtime.close_codes import CloseCode
+from chatsite.realtime.lifecycle import StreamLease
+from chatsite.realtime.limits import InboundWindow
 from chatsite.realtime.relay import health
 from chatsite.realtime.stream import (
     _LAYER_ERRORS,
-    CLOSE_INTERNAL_ERROR,
-    CLOSE_TOO_LARGE,
-    CLOSE_UNAUTHENTICATED,
-    CLOSE_UNAVAILABLE,
     Stream,
-    track,
 )
 
 logger = logging.getLogger("chatsite.realtime")
-
-CLOSE_RATE_LIMITED = 4429
 
 
 async def _receive_cancellable(receive) -> dict:
@@ -102,13 +94,10 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             resilient_receive, functools.partial(self.channel_layer.receive, self.channel_name), self._holder
         )
         self.base_send = send
-        # What this socket holds, released once by _release() on every way out: a disconnect,
-        # a failure anywhere in dispatch, or cancellation by the server.
+        # What this socket holds, released once on every way out (a disconnect, a failure
+        # anywhere in dispatch, cancellation by the server): StreamLease.release.
         self.stream: Stream | None = None
-        self.ip = self.scope.get("client_ip")
-        self.admitted = False
-        self._counted = False
-        self._released = False
+        self.lease = StreamLease("ws", self.scope.get("client_ip"))
         self._close_code: int | None = None
         try:
             await await_many_dispatch([receive, channel_receive], self.dispatch)
@@ -141,17 +130,15 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         session = self.scope.get("auth_session")
         if session is None:
-            return await self._reject("unauthenticated", CLOSE_UNAUTHENTICATED, "authentication required")
-        reason = connections.admit(self.ip)
+            return await self._reject("unauthenticated", CloseCode.UNAUTHENTICATED, "authentication required")
+        reason = self.lease.admit()
         if reason is not None:
             return await self._reject(
                 reason,
-                CLOSE_RATE_LIMITED if reason == "ip_limit" else CLOSE_UNAVAILABLE,
+                CloseCode.RATE_LIMITED if reason == "ip_limit" else CloseCode.UNAVAILABLE,
                 "too many connections",
             )
-        self.admitted = True
         params = dict(self.scope.get("query_params", {}))
-        params.pop("token", None)
         self.stream = Stream(
             transport="ws",
             user_id=session.user_id,
@@ -164,62 +151,40 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             params=params,
         )
         self._holder["stream"] = self.stream
-        track(self.stream)
-        WS_CONNECTIONS_TOTAL.labels(transport="ws").inc()
-        WS_CONNECTIONS_ACTIVE.labels(transport="ws").inc()
-        self._counted = True
-        try:
-            await self.stream.send(
-                {
-                    "type": "hello",
-                    "user_id": session.user_id,
-                    "session_id": str(session.pk),
-                    "device_id": str(session.device_id) if session.device_id else None,
-                    "heartbeat_interval_ms": settings.WS_PING_INTERVAL_MS,
-                    "ping_timeout_ms": settings.WS_PING_TIMEOUT_MS,
-                    "limits": {
-                        "max_msgs_per_10s": settings.MAX_MSGS_PER_10S,
-                        "max_bytes_per_10s": settings.MAX_BYTES_PER_10S,
-                        "max_frame_bytes": settings.WS_MAX_FRAME_BYTES,
-                    },
-                }
-            )
-            await self.stream.open()
-        except Exception:
-            logger.exception("websocket open failed")
-            return await self.stream.close(CLOSE_INTERNAL_ERROR, "internal error")
-        self.stream.spawn(self.stream.run_ticks(), name="ticks")
+        self.lease.attach(self.stream)
+        await self.stream.send(
+            {
+                "type": "hello",
+                "user_id": session.user_id,
+                "session_id": str(session.pk),
+                "device_id": str(session.device_id) if session.device_id else None,
+                "heartbeat_interval_ms": settings.WS_PING_INTERVAL_MS,
+                "ping_timeout_ms": settings.WS_PING_TIMEOUT_MS,
+                "limits": {
+                    "max_msgs_per_10s": settings.MAX_MSGS_PER_10S,
+                    "max_bytes_per_10s": settings.MAX_BYTES_PER_10S,
+                    "max_frame_bytes": settings.WS_MAX_FRAME_BYTES,
+                },
+            }
+        )
+        await self.lease.open()
 
     async def _reject(self, reason: str, code: int, detail: str) -> None:
         WS_CONNECTION_REJECTED.labels(reason=reason).inc()
-        logger.info("websocket rejected", extra={"reason": reason, "ip": self.ip})
-        await self.send_json({"type": "closing", "code": code, "reason": detail})
-        await self.close(code)
+        logger.info("websocket rejected", extra={"reason": reason, "ip": self.lease.ip})
+        await self.send_json({"type": "closing", "code": int(code), "reason": detail})
+        await self.close(int(code))
 
     async def _close_transport(self, code: int, reason: str) -> None:
-        await self.close(code)
+        await self.close(int(code))  # autobahn refuses an int subclass such as CloseCode
 
     async def disconnect(self, code: int) -> None:
         self._close_code = code
         await self._release()
 
     async def _release(self) -> None:
-        """Give back the connection slots, the gauge and the stream's registrations, once.
-        The slot goes first: it is synchronous and nothing after it can keep it taken."""
-        if self._released:
-            return
-        self._released = True
-        if self.admitted:
-            connections.release(self.ip)
-        stream = self.stream
-        if stream is None:
-            return
-        if self._counted:
-            WS_CONNECTIONS_ACTIVE.labels(transport="ws").dec()
-            code = self._close_code if self._close_code is not None else CLOSE_INTERNAL_ERROR
-            reason = stream.close_reason or f"client_{code}"
-            WS_DISCONNECTIONS_TOTAL.labels(transport="ws", reason=reason[:40]).inc()
-        await stream.cleanup()
+        code = self._close_code if self._close_code is not None else CloseCode.INTERNAL_ERROR
+        await self.lease.release(f"client_{int(code)}")
 
     # --- inbound ---------------------------------------------------------------------------
 
@@ -233,14 +198,14 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         if size > settings.WS_MAX_FRAME_BYTES:
             WS_CONNECTION_REJECTED.labels(reason="frame_too_large").inc()
             await self.stream.send(ApiError("PAYLOAD_TOO_LARGE", "Frame too large.").frame())
-            return await self.stream.close(CLOSE_TOO_LARGE, "frame too large")
+            return await self.stream.close(CloseCode.TOO_LARGE, "frame too large")
         violated = self.inbound.add(size)
         if violated:
             WS_CONNECTION_REJECTED.labels(reason=violated).inc()
             await self.stream.send(
                 ApiError("RATE_LIMITED", f"Over {violated.replace('_', ' ')} limit per 10 s.").frame()
             )
-            return await self.stream.close(CLOSE_RATE_LIMITED, "rate limit")
+            return await self.stream.close(CloseCode.RATE_LIMITED, "rate limit")
         try:
             # One parser with a depth limit: plain json.loads raises RecursionError on ~6 KB of
             # nested brackets, which escaped receive() and leaked this socket's connection slots.
@@ -299,4 +264,4 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         except Exception:
             # The client resumes from its cursor; the socket is not left half-working.
             logger.exception("live event failed", extra={"event_type": message.get("type")})
-            await self.stream.close(CLOSE_INTERNAL_ERROR, "internal error")
+            await self.stream.close(CloseCode.INTERNAL_ERROR, "internal error")

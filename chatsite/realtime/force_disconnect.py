@@ -20,10 +20,10 @@ from django.conf import settings
 
 from chatsite.api.redis import get_async_redis
 from chatsite.realtime import open_streams
+from chatsite.realtime.close_codes import CloseCode
 
 logger = logging.getLogger("chatsite.realtime")
 
-CLOSE_FORCE_DISCONNECT = 4401
 _listeners: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -73,4 +73,4 @@ async def _handle(message: dict) -> None:
     if streams:
         logger.warning("ForceDisconnect", extra={"user_id": user_id, "streams": len(streams)})
     for stream in streams:
-        await stream.close(CLOSE_FORCE_DISCONNECT, "force disconnect")
+        await stream.close(CloseCode.UNAUTHENTICATED, "force disconnect")

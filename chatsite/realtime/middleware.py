@@ -10,9 +10,7 @@ from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import validate_host
 
-from chatsite.accounts.authentication import token_from_header
-from chatsite.accounts.selectors import session_for_token
-from chatsite.accounts.tickets import stream_ticket_redeem
+from chatsite.accounts.authentication import stream_session
 from chatsite.api.request import client_ip_from
 from chatsite.metrics import WS_CONNECTION_REJECTED
 
@@ -53,16 +51,6 @@ class OriginCheckMiddleware:
         return await self.app(scope, receive, send)
 
 
-def _authenticate(authorization: str, ticket: str | None):
-    token = token_from_header(authorization)
-    if token:
-        return session_for_token(token)
-    if ticket:
-        return stream_ticket_redeem(ticket=ticket)
-    # `?token=` is not read: a long-lived credential in a URL ends up in access and proxy logs.
-    return None
-
-
 class TokenAuthMiddleware:
     """Puts the live session (or None) in scope["auth_session"], from `Authorization: Bearer` or
     a single-use `ticket` query parameter (browsers cannot set headers on a WebSocket)."""
@@ -76,7 +64,7 @@ class TokenAuthMiddleware:
         ticket = query.pop("ticket", None)
         session = None
         if authorization or ticket:
-            session = await database_sync_to_async(_authenticate)(authorization, ticket)
+            session = await database_sync_to_async(stream_session)(authorization=authorization, ticket=ticket)
         client = scope.get("client") or (None, None)
         scope = {
             **scope,

@@ -4,10 +4,10 @@ from django.dispatch import receiver
 
 from chatsite.accounts.signals import sessions_revoked
 from chatsite.realtime import relay
-from chatsite.realtime.stream import CLOSE_UNAUTHENTICATED
+from chatsite.realtime.close_codes import CloseCode
 
 
 @receiver(sessions_revoked)
 def close_revoked_session_streams(sender, *, user_id, session_ids, reason, **kwargs):
     if session_ids:
-        relay.close_streams(session_ids=session_ids, code=CLOSE_UNAUTHENTICATED, reason=reason)
+        relay.close_streams(session_ids=session_ids, code=CloseCode.UNAUTHENTICATED, reason=reason)

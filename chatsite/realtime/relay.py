@@ -175,7 +175,7 @@ def close_streams(
     *, user_id: int | None = None, session_ids=(), device_id=None, code: int, reason: str
 ) -> None:
     """After commit, close live streams: those of some sessions, of a device, or all of a user's."""
-    message = {"type": CONTROL_TYPE, "action": "close", "code": code, "reason": reason}
+    message = {"type": CONTROL_TYPE, "action": "close", "code": int(code), "reason": reason}
     if session_ids:
         for sid in session_ids:
             _publish_on_commit(session_group(sid), message)

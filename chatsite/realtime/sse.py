@@ -12,7 +12,6 @@ import contextlib
 import functools
 import json
 import logging
-import threading
 import weakref
 from typing import Any
 
@@ -21,51 +20,26 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
-from chatsite.accounts.authentication import token_from_header
+from chatsite.accounts.authentication import stream_session
 from chatsite.accounts.models import Session
-from chatsite.accounts.selectors import session_for_token
-from chatsite.accounts.tickets import stream_ticket_redeem
 from chatsite.api.errors import json_error
 from chatsite.api.request import client_ip
 from chatsite.metrics import (
     WS_CONNECTION_REJECTED,
-    WS_CONNECTIONS_ACTIVE,
-    WS_CONNECTIONS_TOTAL,
-    WS_DISCONNECTIONS_TOTAL,
 )
+from chatsite.realtime.close_codes import CloseCode
 from chatsite.realtime.consumers import resilient_receive
-from chatsite.realtime.limits import connections
-from chatsite.realtime.stream import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER, Stream, track
+from chatsite.realtime.lifecycle import StreamLease
+from chatsite.realtime.stream import Stream
 
 logger = logging.getLogger("chatsite.realtime")
 
 
-class _Slot:
-    """A connection slot, released exactly once: by the stream's `finally`, or, if the response
-    is dropped before its body is ever read (the client left first), when it is collected."""
-
-    def __init__(self, ip: str | None) -> None:
-        self.ip = ip
-        self._lock = threading.Lock()
-        self._held = True
-
-    def release(self) -> None:
-        with self._lock:
-            held, self._held = self._held, False
-        if held:
-            connections.release(self.ip)
-
-
 async def authenticate(request) -> Session | None:
-    """The live session from `Authorization: Bearer` or a single-use `?ticket=` (EventSource
-    cannot set headers). `?token=` is not read: a bearer token in a URL reaches access logs."""
-    token = token_from_header(request.headers.get("Authorization", ""))
-    if token:
-        return await database_sync_to_async(session_for_token)(token)
-    ticket = request.GET.get("ticket")
-    if ticket:
-        return await database_sync_to_async(stream_ticket_redeem)(ticket=ticket)
-    return None
+    """The live session of an SSE request: the same credentials as /ws (`stream_session`)."""
+    return await database_sync_to_async(stream_session)(
+        authorization=request.headers.get("Authorization", ""), ticket=request.GET.get("ticket")
+    )
 
 
 def _encode(frame: dict[str, Any]) -> bytes:
@@ -77,23 +51,24 @@ def _encode(frame: dict[str, Any]) -> bytes:
 
 
 async def sse_response(request, *, session: Session, feature: str | None = None) -> StreamingHttpResponse:
-    ip = client_ip(request)
-    reason = connections.admit(ip)
+    lease = StreamLease("sse", client_ip(request))
+    reason = lease.admit()
     if reason is not None:
         WS_CONNECTION_REJECTED.labels(reason=reason).inc()
         return json_error("RATE_LIMITED", "Too many connections.", retry_in_seconds=5)
-    slot = _Slot(ip)
     try:
-        response = await _stream_response(request, session=session, feature=feature, slot=slot)
+        response = await _stream_response(request, session=session, feature=feature, lease=lease)
     except BaseException:
-        slot.release()
+        lease.release_slot()
         raise
-    weakref.finalize(response, slot.release)
+    # The stream's `finally` releases the slot; a response dropped before its body is ever read
+    # (the client left first) never runs it, so the slot also goes when the response is collected.
+    weakref.finalize(response, lease.release_slot)
     return response
 
 
 async def _stream_response(
-    request, *, session: Session, feature: str | None, slot: _Slot
+    request, *, session: Session, feature: str | None, lease: StreamLease
 ) -> StreamingHttpResponse:
     layer = get_channel_layer()
     channel = await layer.new_channel()
@@ -110,7 +85,9 @@ async def _stream_response(
             stream.close_reason = "slow consumer"
             while not queue.empty():
                 queue.get_nowait()
-            queue.put_nowait({"type": "closing", "code": CLOSE_SLOW_CONSUMER, "reason": "slow consumer"})
+            queue.put_nowait(
+                {"type": "closing", "code": int(CloseCode.SLOW_CONSUMER), "reason": "slow consumer"}
+            )
             queue.put_nowait(None)
 
     async def close_transport(code: int, reason: str) -> None:
@@ -144,38 +121,21 @@ async def _stream_response(
                 await stream.handle_layer_message(message)
             except Exception:
                 logger.exception("live event failed", extra={"event_type": message.get("type")})
-                await stream.close(CLOSE_INTERNAL_ERROR, "internal error")
+                await stream.close(CloseCode.INTERNAL_ERROR, "internal error")
 
     async def events():
-        counted = False
         try:
-            track(stream)
-            WS_CONNECTIONS_TOTAL.labels(transport="sse").inc()
-            WS_CONNECTIONS_ACTIVE.labels(transport="sse").inc()
-            counted = True
+            lease.attach(stream)
             yield b": stream open\n\n"
-            try:
-                await stream.open()
-            except Exception:
-                logger.exception("sse open failed")
-                yield _encode({"type": "closing", "code": CLOSE_INTERNAL_ERROR, "reason": "internal error"})
-                stream.close_reason = "internal error"
-                return
-            stream.spawn(stream.run_ticks(), name="ticks")
-            stream.spawn(pump(), name="pump")
-            while True:
+            if await lease.open():
+                stream.spawn(pump(), name="pump")
+            while True:  # a failed open left its closing frame and the end marker in the queue
                 frame = await queue.get()
                 if frame is None:
                     break
                 yield _encode(frame)
         finally:
-            slot.release()
-            if counted:
-                WS_CONNECTIONS_ACTIVE.labels(transport="sse").dec()
-                WS_DISCONNECTIONS_TOTAL.labels(
-                    transport="sse", reason=(stream.close_reason or "client")[:40]
-                ).inc()
-            await stream.cleanup()
+            await lease.release("client")
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"

@@ -24,21 +24,12 @@ from chatsite.accounts.selectors import session_is_live
 from chatsite.api import flags
 from chatsite.metrics import WS_CONNECTION_REJECTED, WS_MESSAGES_SENT
 from chatsite.realtime import admission, force_disconnect, open_streams, registry
+from chatsite.realtime.close_codes import CloseCode
 from chatsite.realtime.names import device_group, session_group, user_group
 from chatsite.realtime.relay import CONTROL_TYPE, EVENT_TYPE, health
 
 logger = logging.getLogger("chatsite.realtime")
 
-# Close codes (documented in docs/realtime.md)
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_PING_TIMEOUT = 4408
-CLOSE_REPLACED = admission.CLOSE_REPLACED
-CLOSE_LIMIT = admission.CLOSE_STREAM_LIMIT
-CLOSE_SLOW_CONSUMER = 4008
-CLOSE_UNAVAILABLE = 4503
-CLOSE_TOO_LARGE = 4413
-CLOSE_INTERNAL_ERROR = 1011  # a failure of ours; the client reconnects and resumes from its cursor
 
 _LAYER_ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError)
 
@@ -108,15 +99,15 @@ class Stream:
             if src.feature and not flags.is_enabled(src.feature):
                 self._disabled_sources.add(src.name)
         for channel, code in await admission.register(self.user_id, self.device_id, self.channel_name):
-            reason = "replaced by a newer stream" if code == CLOSE_REPLACED else "stream limit reached"
+            reason = "replaced by a newer stream" if code == CloseCode.REPLACED else "stream limit reached"
             WS_CONNECTION_REJECTED.labels(
-                reason="replaced" if code == CLOSE_REPLACED else "stream_limit"
+                reason="replaced" if code == CloseCode.REPLACED else "stream_limit"
             ).inc()
             # Best effort across processes (the old stream may live elsewhere, or be gone already);
             # one in this process is closed directly below, relay or not.
             with contextlib.suppress(Exception):
                 await self.channel_layer.send(
-                    channel, {"type": CONTROL_TYPE, "action": "close", "code": code, "reason": reason}
+                    channel, {"type": CONTROL_TYPE, "action": "close", "code": int(code), "reason": reason}
                 )
             await _close_local(channel, code, reason)
         if not await self._subscribe() or not await health.check():
@@ -134,7 +125,7 @@ class Stream:
         self.closed = True
         self.close_reason = reason
         with contextlib.suppress(Exception):
-            await self._send_frame({"type": "closing", "code": code, "reason": reason})
+            await self._send_frame({"type": "closing", "code": int(code), "reason": reason})
         await self._close_transport(code, reason)
 
     def spawn(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task:
@@ -198,7 +189,7 @@ class Stream:
                 # without limit; the client resumes from its cursor.
                 WS_CONNECTION_REJECTED.labels(reason="slow_consumer").inc()
                 logger.info("closing slow consumer", extra={"lag_ms": int(lag_ms), "user_id": self.user_id})
-                await self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
+                await self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
                 return
             frame = message["frame"]
             src = registry.source(message.get("source"))
@@ -209,7 +200,9 @@ class Stream:
             if frame is not None:
                 await self.send(frame)
         elif kind == CONTROL_TYPE and message.get("action") == "close":
-            await self.close(int(message.get("code", CLOSE_UNAUTHENTICATED)), str(message.get("reason", "")))
+            await self.close(
+                int(message.get("code", CloseCode.UNAUTHENTICATED)), str(message.get("reason", ""))
+            )
 
     # --- periodic work ---------------------------------------------------------------------
 
@@ -244,7 +237,7 @@ class Stream:
             await src.on_tick(self)
         if now - self._last_heartbeat >= settings.WS_PING_INTERVAL_MS / 1000:
             if not await database_sync_to_async(session_is_live)(self.session_id):
-                await self.close(CLOSE_UNAUTHENTICATED, "session ended")
+                await self.close(CloseCode.UNAUTHENTICATED, "session ended")
                 return
             # Belt and braces: another process's publish may have been dropped by the relay
             # without anyone here noticing; one cheap indexed read per heartbeat bounds the delay.
@@ -254,7 +247,7 @@ class Stream:
             silent_ms = (now - self.last_received) * 1000
             if silent_ms > settings.WS_PING_INTERVAL_MS + settings.WS_PING_TIMEOUT_MS:
                 WS_CONNECTION_REJECTED.labels(reason="ping_timeout").inc()
-                await self.close(CLOSE_PING_TIMEOUT, "ping timeout")
+                await self.close(CloseCode.PING_TIMEOUT, "ping timeout")
 
     async def _check_features(self) -> None:
         for src in registry.sources():
@@ -264,7 +257,7 @@ class Stream:
                 await self.send({"type": "feature.disabled", "feature": src.feature, "detail": detail})
                 if self.params.get("_feature") == src.feature:
                     # A stream that exists only for this feature (e.g. /dm/sse) ends gracefully.
-                    await self.close(CLOSE_FORBIDDEN, detail)
+                    await self.close(CloseCode.FORBIDDEN, detail)
 
     async def run_ticks(self) -> None:
         interval = min(1.0, settings.RELAY_POLL_INTERVAL_MS / 1000, settings.WS_PING_INTERVAL_MS / 1000)

@@ -297,6 +297,15 @@ RETURNING message_id, device_id, seq, message_type, created_at
 """
 
 
+def _execute_send(params: dict[str, Any]) -> list[tuple]:
+    # Through Django's cursor, so query counts and execute_wrapper see the hottest statement. A
+    # server-side prepared statement was measured against it (bench/send_statement.py, docs/
+    # performance.md): about 3 % of a send's time, within the run-to-run spread, so not kept.
+    with connection.cursor() as cursor:
+        cursor.execute(_SEND_SQL, params)
+        return cursor.fetchall()
+
+
 def _store_in_one_statement(request: SendRequest) -> SendResult | None:
     params = {
         "device_ids": [e.device_id for e in request.envelopes],
@@ -313,13 +322,7 @@ def _store_in_one_statement(request: SendRequest) -> SendResult | None:
     block = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
     try:
         with block:
-            connection.ensure_connection()
-            # A server-side prepared statement on the pooled psycopg connection: Django's own
-            # cursors bind parameters client-side, so PostgreSQL would parse and plan this CTE on
-            # every send (measured: most of its CPU per message).
-            with connection.connection.cursor() as cursor:
-                cursor.execute(_SEND_SQL, params, prepare=True)
-                rows = cursor.fetchall()
+            rows = _execute_send(params)
     except (IntegrityError, psycopg.IntegrityError):
         return None  # e.g. the conversation is gone: the checked path explains it
     if not rows:

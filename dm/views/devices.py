@@ -1,4 +1,8 @@
-"""Thin REST adapters for E2EE devices and key bundles (dm.services.devices / dm.selectors.devices)."""
+"""Thin REST adapters for E2EE devices, their keys and key bundles.
+
+Writes: dm.services.devices, dm.services.prekeys, dm.services.bundles; reads: dm.selectors.devices.
+The serializers parse the shape; the services check every rule on keys.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from rest_framework.views import APIView
 from chatsite.api.flags import feature_permission
 from dm.selectors import devices as selectors
 from dm.serializers import devices as s
-from dm.services import devices as services
+from dm.services.bundles import bundle_claim
+from dm.services.devices import device_register, device_revoke
+from dm.services.prekeys import prekeys_upload, signed_prekey_rotate
 
 _ERR = OpenApiResponse(description='{"code", "detail"} error envelope')
 
@@ -37,7 +43,7 @@ class DeviceListView(_DmView):
         data = s.DeviceRegisterSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        device = services.device_register(
+        device = device_register(
             session=request.auth,
             name=v["device_name"],
             identity_key=v["identity_key"],
@@ -66,7 +72,7 @@ class DeviceDetailView(_DmView):
     )
     def delete(self, request, device_id):
         device = selectors.device_of_user(user=request.user, device_id=device_id)
-        services.device_revoke(device=device, by_user=request.user)
+        device_revoke(device=device, by_user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -80,7 +86,7 @@ class DevicePrekeysView(_DmView):
         device = selectors.active_device_of_user(user=request.user, device_id=device_id)
         data = s.PrekeysUploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        remaining = services.prekeys_upload(device=device, **data.validated_data)
+        remaining = prekeys_upload(device=device, **data.validated_data)
         return Response({"prekeys_remaining": remaining})
 
 
@@ -94,7 +100,7 @@ class DeviceSignedPrekeyView(_DmView):
         device = selectors.active_device_of_user(user=request.user, device_id=device_id)
         data = s.SignedPrekeyRotateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        bundle = services.signed_prekey_rotate(device=device, **data.validated_data)
+        bundle = signed_prekey_rotate(device=device, **data.validated_data)
         return Response(
             {
                 "device_id": str(device.pk),
@@ -113,8 +119,8 @@ class BundleView(_DmView):
         operation_id="e2ee_bundles_claim",
         responses={200: s.BundleSerializer, 403: _ERR, 404: _ERR, 409: _ERR, 429: _ERR},
         description="Claims one one-time prekey per active device of the user (oldest first, never "
-        "twice); the fallback key, flagged, when a pool is empty. Rate limited per (requesting device, "
+        "twice); the fallback key, flagged, when a pool is empty. Rate limited per (requesting user, "
         "target device) pair.",
     )
     def get(self, request, user_id: int):
-        return Response(services.bundle_claim(requester_session=request.auth, target_user_id=user_id))
+        return Response(bundle_claim(requester_session=request.auth, target_user_id=user_id))

@@ -19,9 +19,8 @@ from chatsite.asgi import application
 from tests.conftest import assert_api_error, client_for, login
 from tests.dm.helpers import party
 from tests.factories import UserFactory
-from tests.realtime.helpers import Communicator
+from tests.realtime.clients import Communicator, SseClient
 from tests.redis_server import RedisProcess, relay_on
-from tests.streams import SseClient
 
 TIMEOUT = 5
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from chatsite.api import throttling
 from chatsite.api.errors import ApiError
 from chatsite.api.redis import get_redis
 from chatsite.metrics import REDIS_ERRORS
+from tests.accounts.conftest import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
 DEAD_REDIS_URL = "redis://127.0.0.1:6399/0"  # nothing listens here
@@ -29,6 +29,14 @@ def ratelimit_redis_errors() -> float:
             if sample.name == "redis_errors_total" and sample.labels == {"component": "ratelimit"}:
                 return sample.value
     return 0.0
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    """Moves the limiter's windows forward without sleeping."""
+    fake = FakeClock()
+    monkeypatch.setattr(throttling, "clock", fake)
+    return fake
 
 
 @pytest.fixture
@@ -48,16 +56,25 @@ def test_allows_limit_then_refuses_with_retry(redis_required):
     assert 0 < decisions[3].retry_in_seconds <= 30
 
 
-def test_window_slides(redis_required):
+def assert_window_slides(clock: FakeClock) -> None:
     assert throttling.hit("t", "slide", limit=2, window_seconds=1).allowed
-    time.sleep(0.5)
+    clock.advance(0.5)
     assert throttling.hit("t", "slide", limit=2, window_seconds=1).allowed
     assert not throttling.hit("t", "slide", limit=2, window_seconds=1).allowed
 
-    time.sleep(0.6)  # the first event left the window, the second has not
+    clock.advance(0.6)  # the first event left the window, the second has not
 
     assert throttling.hit("t", "slide", limit=2, window_seconds=1).allowed
     assert not throttling.hit("t", "slide", limit=2, window_seconds=1).allowed
+    assert throttling.peek("t", "slide", window_seconds=1).retry_in_seconds == pytest.approx(0.4, abs=1e-6)
+
+
+def test_window_slides(redis_required, clock):
+    assert_window_slides(clock)
+
+
+def test_window_slides_in_the_per_process_fallback(dead_redis, clock):
+    assert_window_slides(clock)
 
 
 def test_refused_hits_do_not_count(redis_required):

@@ -1,4 +1,5 @@
-"""Test helpers for dm: users with real vodozemac devices registered through the API."""
+"""Test helpers for dm: users with real vodozemac devices, registered by the device factory (the
+service the API calls) unless the HTTP endpoint is what a test is about."""
 
 from __future__ import annotations
 
@@ -6,10 +7,23 @@ from dataclasses import dataclass
 
 from rest_framework.test import APIClient
 
+from chatsite.accounts import services as account_services
 from chatsite.accounts.models import Session, User
-from tests.conftest import login
 from tests.dm.olm_client import OlmDevice, new_client_message_id
-from tests.factories import UserFactory
+from tests.factories import DEFAULT_PASSWORD, ConversationFactory, DeviceFactory, UserFactory, device_keys
+
+
+def _log_in(user: User) -> tuple[APIClient, Session, str]:
+    session, token = account_services.session_login(username=user.username, password=DEFAULT_PASSWORD)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client, session, token
+
+
+def session_client(user: User) -> tuple[APIClient, Session]:
+    """A logged-in API client and its Session row (for calling services as that session)."""
+    client, session, _token = _log_in(user)
+    return client, session
 
 
 @dataclass
@@ -29,14 +43,14 @@ class Party:
 
 
 def add_device(user: User, name: str = "phone", one_time_keys: int = 5) -> Party:
-    """A new session for `user` with a freshly registered device bound to it."""
-    token = login(user)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    device = OlmDevice(name, one_time_keys=one_time_keys)
-    resp = client.post("/e2ee/devices", device.registration(), format="json")
-    assert resp.status_code == 201, resp.content
-    device.device_id = resp.json()["device_id"]
+    """A new session for `user` with a device (real keys) bound to it."""
+    client, session, token = _log_in(user)
+    keys = device_keys(user)
+    registered = DeviceFactory(
+        user=user, session=session, keys=keys, name=name, one_time_prekeys=one_time_keys
+    )
+    device = keys.olm_device(name)
+    device.device_id = str(registered.pk)
     return Party(user=user, token=token, client=client, device=device)
 
 
@@ -46,9 +60,7 @@ def party(username: str | None = None, **kwargs) -> Party:
 
 
 def open_conversation(sender: Party, recipient: Party) -> int:
-    resp = sender.client.post("/dm/conversations", {"user_id": recipient.user.pk}, format="json")
-    assert resp.status_code in (200, 201), resp.content
-    return resp.json()["id"]
+    return ConversationFactory(user=sender.user, other=recipient.user).pk
 
 
 def opaque_envelopes(*device_ids: str, text: str = "b3BhcXVl") -> list[dict]:

@@ -2,12 +2,17 @@
 
 It is what a real client library does: publish keys, fetch a bundle, open a session, encrypt one
 envelope per device, decrypt what arrives. Nothing in here knows the server's internals.
+
+Signatures are `account.sign(raw 32 key bytes)`, the scheme the server verifies. Keep the
+`OlmDevice` around to build later uploads (more one-time keys, a new signed prekey) and to prove
+a claimed key really opens an Olm session with the device.
 """
 
 from __future__ import annotations
 
 import base64
 import uuid
+from typing import Any
 
 import vodozemac
 
@@ -20,37 +25,70 @@ def b64d(value: str) -> bytes:
     return base64.b64decode(value + "=" * (-len(value) % 4))
 
 
+def _sorted_keys(keys: dict) -> list[tuple[str, Any]]:
+    # vodozemac key ids are base64 big-endian counters; the dict is not ordered.
+    return sorted(keys.items(), key=lambda kv: int.from_bytes(b64d(kv[0]), "big"))
+
+
 class OlmDevice:
-    def __init__(self, name: str = "phone", one_time_keys: int = 20):
+    __test__ = False  # not a pytest class
+
+    def __init__(self, name: str = "test phone", *, account: vodozemac.Account | None = None) -> None:
         self.name = name
-        self.account = vodozemac.Account()
-        self.one_time_keys = one_time_keys
+        self.account = account or vodozemac.Account()
         self.sessions: dict[str, vodozemac.Session] = {}  # by peer device id
         self.device_id: str | None = None
 
-    def _signed(self, key_id: str, key: vodozemac.Curve25519PublicKey) -> dict:
+    # --- publishing keys --------------------------------------------------------------------
+
+    @property
+    def identity_key(self) -> str:
+        return self.account.curve25519_key.to_base64()
+
+    @property
+    def signing_key(self) -> str:
+        return self.account.ed25519_key.to_base64()
+
+    def sign(self, public_key_b64: str) -> str:
+        return self.account.sign(b64d(public_key_b64)).to_base64()
+
+    def one_time_keys(self, n: int) -> list[dict[str, str]]:
+        """n fresh one-time keys, oldest (lowest counter) first, marked published."""
+        if n <= 0:
+            return []
+        self.account.generate_one_time_keys(n)
+        keys = [
+            {"key_id": kid, "public_key": key.to_base64()}
+            for kid, key in _sorted_keys(self.account.one_time_keys)
+        ]
+        self.account.mark_keys_as_published()
+        return keys
+
+    def signed_key(self, *, fallback: bool = False) -> dict[str, str]:
+        """A signed Curve25519 key: a fresh one-time key, or the account's fallback key."""
+        if fallback:
+            self.account.generate_fallback_key()
+            kid, key = next(iter(self.account.fallback_key.items()))
+            self.account.mark_keys_as_published()
+            public = key.to_base64()
+        else:
+            public_entry = self.one_time_keys(1)[0]
+            kid, public = public_entry["key_id"], public_entry["public_key"]
+        return {"key_id": kid, "public_key": public, "signature": self.sign(public)}
+
+    def registration(self, *, n_prekeys: int = 20, fallback: bool = True, name: str | None = None) -> dict:
+        """The POST /e2ee/devices body (and `device_register`'s arguments but for the name's key)."""
+        signed_prekey = self.signed_key()
         return {
-            "key_id": key_id,
-            "public_key": key.to_base64(),
-            "signature": self.account.sign(key.to_bytes()).to_base64(),
+            "device_name": name or self.name,
+            "identity_key": self.identity_key,
+            "signing_key": self.signing_key,
+            "signed_prekey": signed_prekey,
+            "one_time_prekeys": self.one_time_keys(n_prekeys),
+            "fallback_key": self.signed_key(fallback=True) if fallback else None,
         }
 
-    def registration(self) -> dict:
-        """The POST /e2ee/devices body: the fallback key doubles as the signed prekey."""
-        self.account.generate_one_time_keys(self.one_time_keys)
-        self.account.generate_fallback_key()
-        otks = sorted(self.account.one_time_keys.items())
-        ((fb_id, fb_key),) = self.account.fallback_key.items()
-        body = {
-            "name": self.name,
-            "identity_key": self.account.curve25519_key.to_base64(),
-            "signing_key": self.account.ed25519_key.to_base64(),
-            "signed_prekey": self._signed(fb_id, fb_key),
-            "fallback_key": self._signed(fb_id, fb_key),
-            "one_time_prekeys": [{"key_id": kid, "public_key": key.to_base64()} for kid, key in otks],
-        }
-        self.account.mark_keys_as_published()
-        return body
+    # --- sessions -------------------------------------------------------------------------------
 
     def open_session(self, bundle_device: dict) -> None:
         """Outbound session from a fetched bundle entry (one-time key, or the flagged fallback)."""
@@ -77,3 +115,12 @@ class OlmDevice:
 
 def new_client_message_id() -> str:
     return uuid.uuid4().hex
+
+
+def register_device(client, *, n_prekeys: int = 20, fallback: bool = True, name: str = "test phone"):
+    """Register a fresh device through the API; returns (OlmDevice, response body)."""
+    device = OlmDevice(name)
+    payload = device.registration(n_prekeys=n_prekeys, fallback=fallback)
+    resp = client.post("/e2ee/devices", payload, format="json")
+    assert resp.status_code == 201, resp.content
+    return device, resp.json()

@@ -19,7 +19,8 @@ from chatsite.accounts import services as account_services
 from chatsite.realtime.names import device_group
 from dm.models import Device, KeyBundle, OneTimePrekey
 from tests.conftest import assert_api_error
-from tests.dm.keys import b64d, register_device, session_client
+from tests.dm.helpers import session_client
+from tests.dm.olm_client import b64d, register_device
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

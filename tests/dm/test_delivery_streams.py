@@ -20,8 +20,15 @@ from dm.services import messages as message_services
 from dm.services.messages import Envelope
 from tests.conftest import login
 from tests.dm.helpers import open_conversation, party, send
+from tests.realtime.clients import (
+    SseClient,
+    frames_for,
+    frames_until,
+    frames_until_quiet,
+    next_frame,
+    ws_connect,
+)
 from tests.redis_server import RedisProcess, relay_on
-from tests.streams import SseClient, frames_for, frames_until, frames_until_quiet, next_frame, ws_connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,15 +12,17 @@ from django.contrib.messages import get_messages
 from django.db import connection
 from django.test import Client, override_settings
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
 
 from chatsite.accounts.models import SecurityEvent, Session
 from chatsite.api.errors import ApiError
+from dm.keys import b64_decode_exact
 from dm.models import Conversation, Delivery, Device, DeviceQueue, KeyBundle, Message, OneTimePrekey
 from dm.selectors import devices as selectors
 from dm.services import devices as services
 from tests.conftest import assert_api_error
-from tests.dm.keys import TestDevice, b64d, b64e, register_device, session_client
+from tests.dm.helpers import session_client
+from tests.dm.olm_client import OlmDevice as TestDevice
+from tests.dm.olm_client import b64d, b64e, register_device
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -192,14 +194,14 @@ def test_non_canonical_base64_is_rejected():
     last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
     alias = key[:-1] + last[last.index(key[-1]) + 1]
     with pytest.raises(ValueError, match="canonical"):
-        services.b64_decode_exact(alias, size=32)
+        b64_decode_exact(alias, size=32)
 
 
 def test_the_service_validates_too():
     _, session = session_client(UserFactory())
     payload = TestDevice().registration(n_prekeys=1)
     payload["identity_key"] = "AAAA"
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(ApiError) as info:
         services.device_register(
             session=session,
             name="x",
@@ -209,7 +211,8 @@ def test_the_service_validates_too():
             one_time_prekeys=payload["one_time_prekeys"],
             fallback_key=None,
         )
-    assert "identity_key" in info.value.detail
+    assert info.value.code == "VALIDATION_ERROR" and info.value.status == 400
+    assert "identity_key" in info.value.extra["errors"]
 
 
 @override_settings(E2EE_MAX_DEVICES_PER_USER=2)

@@ -6,7 +6,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from tests.dm.helpers import party
-from tests.streams import next_frame, ws_connect
+from tests.realtime.clients import next_frame, ws_connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,8 +12,9 @@ from django.test import override_settings
 
 from chatsite.accounts.models import Session
 from dm.models import KeyBundle, OneTimePrekey
-from dm.services.devices import bundle_claim
-from tests.dm.keys import register_device, session_client
+from dm.services.bundles import bundle_claim
+from tests.dm.helpers import session_client
+from tests.dm.olm_client import register_device
 from tests.factories import UserFactory
 
 POOL = 40
@@ -127,7 +128,8 @@ def _run(targets) -> list[BaseException]:
 @override_settings(E2EE_BUNDLE_FETCHES_PER_PAIR_PER_HOUR=1000)
 def test_uploads_and_revokes_racing_with_claims_keep_the_counter_exact():
     from dm.models import Device
-    from dm.services.devices import device_revoke, prekeys_upload
+    from dm.services.devices import device_revoke
+    from dm.services.prekeys import prekeys_upload
 
     target = UserFactory()
     keep_keys, keep = register_device(session_client(target)[0], n_prekeys=10)

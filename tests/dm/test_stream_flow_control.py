@@ -15,7 +15,7 @@ from django.test import override_settings
 from dm.models import Delivery
 from dm.services.messages import Envelope, message_send
 from tests.dm.helpers import open_conversation, party
-from tests.streams import SseClient, frames_until, frames_until_quiet, next_frame, ws_connect
+from tests.realtime.clients import SseClient, frames_until, frames_until_quiet, next_frame, ws_connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

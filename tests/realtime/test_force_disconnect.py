@@ -13,7 +13,7 @@ from django.conf import settings
 
 from tests.conftest import login
 from tests.factories import UserFactory
-from tests.streams import next_frame, ws_connect
+from tests.realtime.clients import next_frame, ws_connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -17,7 +17,7 @@ from chatsite.metrics import REDIS_READY
 from chatsite.realtime import relay
 from tests.conftest import login
 from tests.factories import UserFactory
-from tests.realtime.helpers import Communicator
+from tests.realtime.clients import Communicator
 from tests.redis_server import RedisProcess, relay_on
 
 pytestmark = pytest.mark.django_db(transaction=True)

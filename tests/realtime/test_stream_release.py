@@ -25,8 +25,7 @@ from chatsite.realtime.sse import sse_response
 from tests.conftest import login
 from tests.dm.helpers import party
 from tests.factories import UserFactory
-from tests.realtime.helpers import Communicator
-from tests.streams import SseClient
+from tests.realtime.clients import Communicator, SseClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
