@@ -27,7 +27,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _target(n_prekeys: int = 20, *, fallback: bool = True, devices: int = 1):
-    """A user with `devices` registered devices; returns (user, [(TestDevice, device_id)])."""
+    """A user with `devices` registered devices; returns (user, [(OlmDevice, device_id)])."""
     user = UserFactory()
     made = []
     for i in range(devices):

@@ -21,15 +21,14 @@ from dm.selectors import devices as selectors
 from dm.services import devices as services
 from tests.conftest import assert_api_error
 from tests.dm.helpers import session_client
-from tests.dm.olm_client import OlmDevice as TestDevice
-from tests.dm.olm_client import b64d, b64e, register_device
+from tests.dm.olm_client import OlmDevice, b64d, b64e, register_device
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
 
-def _register(client, device: TestDevice | None = None, **kwargs):
-    device = device or TestDevice()
+def _register(client, device: OlmDevice | None = None, **kwargs):
+    device = device or OlmDevice()
     return device, client.post("/e2ee/devices", device.registration(**kwargs), format="json")
 
 
@@ -74,7 +73,7 @@ def test_register_binds_the_session_and_lists_the_device():
 
 def test_one_time_prekeys_are_stored_in_upload_order():
     client, _ = session_client(UserFactory())
-    device = TestDevice()
+    device = OlmDevice()
     payload = device.registration(n_prekeys=30)
     payload["one_time_prekeys"].reverse()  # upload order, not key-id order, decides the claim order
     resp = client.post("/e2ee/devices", payload, format="json")
@@ -89,7 +88,7 @@ def test_one_time_prekeys_are_stored_in_upload_order():
 
 def test_padded_base64_is_accepted_and_stored_unpadded():
     client, _ = session_client(UserFactory())
-    device = TestDevice()
+    device = OlmDevice()
     payload = device.registration(n_prekeys=2)
     payload["identity_key"] += "="
     payload["signed_prekey"]["public_key"] += "="
@@ -111,7 +110,7 @@ def test_a_second_registration_on_the_same_session_is_a_conflict():
 
 def test_registration_also_accepts_name_for_device_name():
     client, _ = session_client(UserFactory())
-    payload = TestDevice().registration(n_prekeys=1)
+    payload = OlmDevice().registration(n_prekeys=1)
     payload["name"] = payload.pop("device_name")
     resp = client.post("/e2ee/devices", payload, format="json")
     assert resp.status_code == 201 and resp.json()["device_name"] == "test phone"
@@ -120,7 +119,7 @@ def test_registration_also_accepts_name_for_device_name():
 @pytest.mark.parametrize("which", ["signed_prekey", "fallback_key"])
 def test_bad_signature_is_400_invalid_signature(which):
     client, session = session_client(UserFactory())
-    payload = TestDevice().registration(n_prekeys=3)
+    payload = OlmDevice().registration(n_prekeys=3)
     payload[which]["signature"] = _tampered(payload[which]["signature"])
     body = assert_api_error(
         client.post("/e2ee/devices", payload, format="json"), code="INVALID_SIGNATURE", status=400
@@ -133,7 +132,7 @@ def test_bad_signature_is_400_invalid_signature(which):
 
 def test_signature_by_another_account_is_invalid():
     client, _ = session_client(UserFactory())
-    device, other = TestDevice(), TestDevice()
+    device, other = OlmDevice(), OlmDevice()
     payload = device.registration(n_prekeys=1)
     payload["signed_prekey"]["signature"] = other.sign(payload["signed_prekey"]["public_key"])
     assert_api_error(
@@ -176,7 +175,7 @@ def test_signature_by_another_account_is_invalid():
 )
 def test_bad_base64_or_length_is_400_validation_error(mutate, error_path):
     client, _ = session_client(UserFactory())
-    payload = TestDevice().registration(n_prekeys=3)
+    payload = OlmDevice().registration(n_prekeys=3)
     mutate(payload)
     body = assert_api_error(
         client.post("/e2ee/devices", payload, format="json"), code="VALIDATION_ERROR", status=400
@@ -190,7 +189,7 @@ def test_bad_base64_or_length_is_400_validation_error(mutate, error_path):
 
 def test_non_canonical_base64_is_rejected():
     # 43 characters whose last one carries bits beyond the 32 bytes: a second spelling of a key.
-    key = TestDevice().identity_key
+    key = OlmDevice().identity_key
     last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
     alias = key[:-1] + last[last.index(key[-1]) + 1]
     with pytest.raises(ValueError, match="canonical"):
@@ -199,7 +198,7 @@ def test_non_canonical_base64_is_rejected():
 
 def test_the_service_validates_too():
     _, session = session_client(UserFactory())
-    payload = TestDevice().registration(n_prekeys=1)
+    payload = OlmDevice().registration(n_prekeys=1)
     payload["identity_key"] = "AAAA"
     with pytest.raises(ApiError) as info:
         services.device_register(
@@ -279,7 +278,7 @@ def test_device_list_is_one_query_for_the_devices(django_assert_max_num_queries)
 def test_identity_key_changes_are_security_events_flagged_past_two_a_day(caplog):
     user = UserFactory()
     events = SecurityEvent.objects.filter(user=user, kind=SecurityEvent.Kind.IDENTITY_KEY_CHANGED)
-    first = TestDevice()
+    first = OlmDevice()
     first_client, _ = session_client(user)
     assert (
         first_client.post("/e2ee/devices", first.registration(n_prekeys=1), format="json").status_code == 201
@@ -448,7 +447,7 @@ def test_signed_prekey_rotation_with_a_bad_signature_is_400():
 
 def test_resending_a_stale_signed_prekey_is_409_bundle_stale():
     client, _ = session_client(UserFactory())
-    device = TestDevice()
+    device = OlmDevice()
     payload = device.registration(n_prekeys=1)
     device_id = client.post("/e2ee/devices", payload, format="json").json()["device_id"]
     url = f"/e2ee/devices/{device_id}/signed-prekey"
@@ -477,7 +476,7 @@ def test_resending_a_stale_signed_prekey_is_409_bundle_stale():
 
 def test_signed_prekey_key_id_reused_for_another_key_is_409():
     client, _ = session_client(UserFactory())
-    device = TestDevice()
+    device = OlmDevice()
     payload = device.registration(n_prekeys=1)
     device_id = client.post("/e2ee/devices", payload, format="json").json()["device_id"]
     other = device.signed_key()
