@@ -17,6 +17,9 @@ def main() -> None:
         os.environ["DJANGO_DEBUG"] = "true"
     from django.core.management import execute_from_command_line
 
+    from chatsite.startup import settings_or_exit
+
+    settings_or_exit()
     execute_from_command_line(sys.argv)
 
 

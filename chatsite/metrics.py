@@ -33,10 +33,14 @@ WS_MESSAGES_RECEIVED = Counter(
     "ws_messages_received", "Frames received from clients, by frame type", ["type"]
 )
 
-REDIS_READY = Gauge("redis_ready", "1 when Redis (channel layer) answers, else 0", multiprocess_mode="min")
+# "live*" modes: only processes that are running count (ops.views drops the files of dead ones),
+# so a finished manage.py command's last value cannot stick.
+REDIS_READY = Gauge(
+    "redis_ready", "1 when Redis (channel layer) answers, else 0", multiprocess_mode="livemin"
+)
 REDIS_ERRORS = Counter("redis_errors", "Redis errors, by component", ["component"])
 RATE_LIMIT_HITS = Counter("rate_limit_hits", "Requests refused by a rate limit (429), by scope", ["scope"])
-UPTIME_SECONDS = Gauge("uptime_seconds", "Seconds since this process started", multiprocess_mode="max")
+UPTIME_SECONDS = Gauge("uptime_seconds", "Seconds since this process started", multiprocess_mode="livemax")
 
 
 # Collectors that read stored state at scrape time (e.g. dm's queue depths). They are not

@@ -21,6 +21,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False) if (BASE_DIR / ".env").exists() else None
+# Empty means off. prometheus_client switches to multiprocess mode when the variable is merely
+# *set*, and would write its .db files into the current directory (chatsite/__init__.py does the
+# same for the process environment, before anything can import prometheus_client).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 VERSION = "0.1.0"
 
@@ -29,8 +34,14 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 if DEBUG:
     SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="dev-only-insecure-key-" + "x" * 40)
 else:
-    # Production has no default: a missing secret stops start-up (ImproperlyConfigured).
-    SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+    # Production has no default: a missing or empty secret stops start-up (ImproperlyConfigured;
+    # manage.py and the server launcher print it as one line, chatsite/startup.py).
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+    if not SECRET_KEY:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set: production (DJANGO_DEBUG=false) needs a secret; set it in "
+            "the environment or in .env (see .env.example)"
+        )
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
@@ -43,6 +54,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served as our own static files
     "channels",
     "django_prometheus",
     "chatsite.accounts",
@@ -60,6 +72,10 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "chatsite.request_logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files: after the HTTPS redirect, ahead of sessions and routing. WhiteNoise is
+    # sync-only, so under daphne it and the middleware above run in a worker thread per request;
+    # against this chain without it (1, 8 and 16 clients) the cost was within the noise.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -96,8 +112,6 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
-STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -107,6 +121,26 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Static files: WhiteNoise serves them from the app, under daphne, in every shape ---------
+STATIC_URL = "static/"
+# Where `collectstatic` puts the files production serves (the image collects at build time).
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Production: hashed names (cached for ever by browsers) and gzip copies, from collectstatic.
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+# `make run` (DEBUG) serves straight from the apps' static/ directories and looks each file up
+# again on every request, so there is no collectstatic step to forget and an edited file shows on
+# reload. Without DEBUG only STATIC_ROOT is served, indexed once at start-up (WhiteNoise says
+# autorefresh is for development only).
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Database -------------------------------------------------------------------------------
 DATABASE_URL = env.str("DATABASE_URL", default="")
@@ -208,6 +242,18 @@ SPECTACULAR_SETTINGS = {
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # /schema/docs/ loads Swagger UI from our own static files (drf-spectacular-sidecar), never
+    # from a CDN: it works offline and changes only when requirements.txt does.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # validatorUrl null: Swagger UI's default would send the schema's URL to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # Ours last, after the enum hook, so the ApiError envelope's code list stays inline. It adds
+    # the error responses every operation of a kind has and the plain views (/dm/sse, probes).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "chatsite.api.schema.postprocess_schema",
+    ],
 }
 
 # Untrusted JSON (REST bodies and /ws frames) may nest at most this deep (chatsite/api/json_input.py).
@@ -238,7 +284,8 @@ LOGIN_ACCOUNT_DELAY_MAX_S = env.int("LOGIN_ACCOUNT_DELAY_MAX_S", default=300)
 # Usernames: ASCII [a-z0-9_.-], stored normalised (lower-case); lengths inclusive.
 USERNAME_MIN_LENGTH = env.int("USERNAME_MIN_LENGTH", default=3)
 USERNAME_MAX_LENGTH = env.int("USERNAME_MAX_LENGTH", default=32)
-# POST /contacts and POST /blocks each name a user by id: adds per user per hour (enumeration).
+# POST /contacts, POST /blocks, a new conversation and GET /users/lookup each tie a user id to a
+# name: together, at most this many per user per hour (enumeration).
 CONTACT_ADDS_PER_USER_PER_HOUR = env.int("CONTACT_ADDS_PER_USER_PER_HOUR", default=120)
 # Accounts registered from one client address per hour (POST /auth/register).
 REGISTRATIONS_PER_IP_PER_HOUR = env.int("REGISTRATIONS_PER_IP_PER_HOUR", default=20)
@@ -313,6 +360,12 @@ E2EE_OTPK_LOW_WATERMARK = env.int("E2EE_OTPK_LOW_WATERMARK", default=10)
 E2EE_OTPK_CRITICAL = env.int("E2EE_OTPK_CRITICAL", default=5)
 E2EE_BUNDLE_FETCHES_PER_PAIR_PER_HOUR = env.int("E2EE_BUNDLE_FETCHES_PER_PAIR_PER_HOUR", default=20)
 E2EE_IDENTITY_CHANGES_FLAG_PER_DAY = env.int("E2EE_IDENTITY_CHANGES_FLAG_PER_DAY", default=2)
+# Coming back on an existing device (POST /e2ee/devices/{id}/challenge, then .../bind): a challenge
+# is single-use and lives this many seconds; a session may ask for this many per hour.
+E2EE_DEVICE_CHALLENGE_TTL_S = env.int("E2EE_DEVICE_CHALLENGE_TTL_S", default=120)
+E2EE_DEVICE_CHALLENGES_PER_SESSION_PER_HOUR = env.int(
+    "E2EE_DEVICE_CHALLENGES_PER_SESSION_PER_HOUR", default=10
+)
 DM_SEND_RATE_PER_MIN = env.int("DM_SEND_RATE_PER_MIN", default=120)
 DM_SEND_RATE_PER_HOUR = env.int("DM_SEND_RATE_PER_HOUR", default=2000)
 DM_MAX_MESSAGE_BYTES = env.int("DM_MAX_MESSAGE_BYTES", default=96 * 1024)
@@ -350,8 +403,18 @@ LOGGING = {
     "loggers": {
         "django.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        # The access line (chatsite.request_logs) already records every response with its status;
+        # django.request's own "Not Found: /x" warnings would log each 4xx twice. 5xx stay (with
+        # their traceback).
+        "django.request": {"level": "ERROR"},
     },
 }
+# Python warnings (e.g. a library's UserWarning) become log records ("py.warnings"), so they
+# are JSON lines like everything else instead of plain text on stderr.
+logging.captureWarnings(True)
+# Celery logs through the JSON handler above instead of replacing the root logger's handlers
+# with its plain-text format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 
 # --- Production hardening (check --deploy clean with DJANGO_DEBUG=false) -----------------------

@@ -15,9 +15,11 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-docs"),
     # Last: any other path is a JSON 404 even with DJANGO_DEBUG=true (Django's debug 404 page is
-    # HTML). The admin keeps its own HTML pages. csrf_exempt: a route that does not exist has no
-    # form to protect, and CsrfViewMiddleware would answer an unsafe method with 403 before the 404.
-    re_path(r"^(?!admin/|static/).*$", csrf_exempt(not_found)),
+    # HTML). The admin keeps its own HTML pages. Static files are served by WhiteNoise's
+    # middleware before routing, so a /static/ path that reaches here is missing: JSON 404
+    # too. csrf_exempt: a route that does not exist has no form to protect, and CsrfViewMiddleware
+    # would answer an unsafe method with 403 before the 404.
+    re_path(r"^(?!admin/).*$", csrf_exempt(not_found)),
 ]
 
 handler400 = "chatsite.api.errors.handler400"

@@ -7,7 +7,8 @@ signs.
 
 These are the only checks on uploaded keys: the services in `dm.services` run them and the REST
 serializers check shape only, so every caller gets the same 400 VALIDATION_ERROR (field errors in
-`errors`, nested like DRF's) or INVALID_SIGNATURE. No database access here.
+`errors`, nested like DRF's) or INVALID_SIGNATURE. The bytes a device signs to bind a new session
+to itself are defined here too (`device_bind_message`). No database access here.
 """
 
 from __future__ import annotations
@@ -142,20 +143,44 @@ def raise_if_invalid(errors: dict) -> None:
 # --- Signatures and age ---------------------------------------------------------------------
 
 
+def ed25519_verifies(signing_key: str, signature: str, message: bytes) -> bool:
+    """True if `signature` (base64 of 64 bytes) is the Ed25519 signature of `message` by
+    `signing_key` (base64 of 32 bytes); False for a wrong or malformed one."""
+    try:
+        Ed25519PublicKey.from_public_bytes(b64_decode_exact(signing_key, size=KEY_BYTES)).verify(
+            b64_decode_exact(signature, size=SIGNATURE_BYTES), message
+        )
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
 def verify_signature(signing_key: str, key: dict[str, str], field: str) -> None:
     """Ed25519 over the raw 32 bytes of the Curve25519 key (vodozemac's `Account.sign(raw)`).
 
     `signing_key` is the device's stored (or already checked) base64 Ed25519 key."""
-    signing_key_raw = b64_decode_exact(signing_key, size=KEY_BYTES)
     try:
-        Ed25519PublicKey.from_public_bytes(signing_key_raw).verify(
-            b64_decode_exact(key["signature"], size=SIGNATURE_BYTES),
-            b64_decode_exact(key["public_key"], size=KEY_BYTES),
-        )
-    except (InvalidSignature, ValueError) as exc:
+        public_key = b64_decode_exact(key["public_key"], size=KEY_BYTES)
+    except ValueError:
+        public_key = None
+    if public_key is None or not ed25519_verifies(signing_key, key["signature"], public_key):
         raise ApiError(
             "INVALID_SIGNATURE", f"The {field} signature does not verify with the signing key.", field=field
-        ) from exc
+        )
+
+
+# Signing a server challenge proves a client holds a device's private signing key (docs/dm.md,
+# "Coming back on an existing device"). The prefix keeps these signatures apart from every other
+# use of the key: a prekey signature covers 32 raw key bytes, never text starting with this.
+DEVICE_BIND_PREFIX = "chatsite.e2ee.device-bind.v1"
+
+
+def device_bind_message(*, challenge: str, device_id: object, session_id: object) -> bytes:
+    """The bytes a device signs to bind a session to it: UTF-8 of the prefix, the challenge, the
+    device id and the session id (UUIDs in lower-case hyphenated form), joined by newlines, no
+    trailing newline. Naming the session means a signature cannot be replayed for another one."""
+    parts = [DEVICE_BIND_PREFIX, challenge, str(device_id).lower(), str(session_id).lower()]
+    return "\n".join(parts).encode()
 
 
 def signed_prekey_stale_before() -> datetime:

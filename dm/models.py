@@ -187,6 +187,7 @@ class Delivery(models.Model):
 
     class Meta:
         db_table = "dm_delivery"
+        verbose_name_plural = "deliveries"
         constraints = [
             models.UniqueConstraint(fields=["device", "seq"], name="uq_dm_delivery_device_seq"),
             # Also the index for "deliveries of a message" (tracing, purge): no separate one needed.

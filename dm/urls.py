@@ -14,6 +14,12 @@ urlpatterns = [
         devices.DeviceSignedPrekeyView.as_view(),
         name="e2ee-device-signed-prekey",
     ),
+    path(
+        "e2ee/devices/<uuid:device_id>/challenge",
+        devices.DeviceChallengeView.as_view(),
+        name="e2ee-device-challenge",
+    ),
+    path("e2ee/devices/<uuid:device_id>/bind", devices.DeviceBindView.as_view(), name="e2ee-device-bind"),
     path("e2ee/devices/<uuid:device_id>", devices.DeviceDetailView.as_view(), name="e2ee-device"),
     path("e2ee/bundles/<int:user_id>", devices.BundleView.as_view(), name="e2ee-bundle"),
     path("dm/conversations", messages.ConversationListView.as_view(), name="dm-conversations"),

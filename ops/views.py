@@ -21,6 +21,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -32,10 +33,55 @@ from prometheus_client.registry import Collector
 
 from chatsite.api.errors import json_error
 from chatsite.api.request import client_ip
+from chatsite.api.schema import json_content, plain_view_schema
 from chatsite.metrics import REDIS_READY, STARTED_AT, STATE_COLLECTORS, UPTIME_SECONDS
 from ops import health
 
 logger = logging.getLogger("chatsite.ops")
+
+# --- OpenAPI (chatsite/api/schema.py adds these plain views to /schema/) ----------------------
+
+_CHECK = {
+    "type": "object",
+    "properties": {"status": {"type": "string", "enum": ["ok", "degraded", "down", "disabled"]}},
+    "required": ["status"],
+    "additionalProperties": True,
+    "description": "Only `status` unless the request passes the scrape restriction.",
+}
+_PROBE_FAILED = {
+    "type": "object",
+    "properties": {"status": {"type": "string", "enum": ["down"]}, "error": {"type": "string"}},
+    "required": ["status", "error"],
+}
+_HEALTH = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "degraded", "down"]},
+        "checks": {"type": "object", "additionalProperties": _CHECK},
+        "version": {"type": "string"},
+        "uptime_seconds": {"type": "number"},
+    },
+    "required": ["status", "checks"],
+}
+_READY = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["ready", "degraded", "not_ready"]},
+        "checks": {"type": "object", "additionalProperties": _CHECK},
+    },
+    "required": ["status", "checks"],
+}
+
+
+def _probe_schema(operation_id: str, description: str, up: dict, down: dict | None = None):
+    """A probe's operation: JSON, no user auth; 503 when down, or when the probe itself fails."""
+    down_body = {"anyOf": [down, _PROBE_FAILED]} if down else _PROBE_FAILED
+    return plain_view_schema(
+        operation_id=operation_id,
+        tags=["ops"],
+        description=description,
+        responses={200: json_content(up, "Up."), 503: json_content(down_body, "Down, or the probe failed.")},
+    )
 
 
 def _probe(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
@@ -103,6 +149,13 @@ def _public(check: health.Check) -> health.Check:
     return {"status": check["status"]}
 
 
+@_probe_schema(
+    "ops_health",
+    "Every dependency's status (database, redis, celery, memory); details only for a request that "
+    "passes METRICS_ALLOWED_IPS / METRICS_TOKEN. 503 when the database is down.",
+    _HEALTH,
+    _HEALTH,
+)
 @_probe
 def health_view(request: HttpRequest) -> HttpResponse:
     checks = health.run_checks("database", "redis", "celery", "memory")
@@ -120,6 +173,7 @@ def health_view(request: HttpRequest) -> HttpResponse:
     return JsonResponse(body, status=503 if status == "down" else 200)
 
 
+@_probe_schema("ops_health_database", "The database check alone.", _CHECK, _CHECK)
 @_probe
 def health_database(request: HttpRequest) -> HttpResponse:
     check = health.check_database()
@@ -127,6 +181,12 @@ def health_database(request: HttpRequest) -> HttpResponse:
     return JsonResponse(body, status=200 if health.is_up(check) else 503)
 
 
+@_probe_schema(
+    "ops_ready",
+    "Readiness for a load balancer: only the database decides (Redis is reported, not gating).",
+    _READY,
+    _READY,
+)
 @_probe
 def ready(request: HttpRequest) -> HttpResponse:
     # Only the database decides: without Redis the service still stores every message and
@@ -141,15 +201,39 @@ def ready(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": status, "checks": checks}, status=200 if is_ready else 503)
 
 
+@_probe_schema(
+    "ops_live",
+    "Liveness: no dependency checks.",
+    {
+        "type": "object",
+        "properties": {"status": {"type": "string", "enum": ["alive"]}, "uptime_seconds": {"type": "number"}},
+        "required": ["status", "uptime_seconds"],
+    },
+)
 @_probe
 def live(request: HttpRequest) -> HttpResponse:
     # No dependency checks: a restart cannot fix a dead database, so liveness must not see it.
     return JsonResponse({"status": "alive", "uptime_seconds": _uptime_seconds()})
 
 
+def _forget_dead_processes(directory: str) -> None:
+    """The live-only gauges ("live*" modes: redis_ready, uptime) of processes that are gone, e.g. a
+    finished `manage.py` command or a crashed worker, must not count: prometheus_client drops a
+    process's live files when told it is dead, and a dead pid is one that no longer exists here."""
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)
+        except PermissionError:
+            pass  # alive, another user's
+
+
 def _registry() -> Collector:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if directory := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Several processes write their samples to files there; add them up per scrape.
+        _forget_dead_processes(directory)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         for collector in STATE_COLLECTORS:
@@ -179,6 +263,30 @@ def _metrics_json(registry: Collector) -> dict[str, list[dict]]:
     return out
 
 
+@plain_view_schema(
+    operation_id="ops_metrics",
+    tags=["ops"],
+    description="Prometheus metrics: the text format, OpenMetrics if the Accept header asks for "
+    "it, or JSON (`{metric: [{labels, value, sample?}]}`) for `Accept: application/json`. Refused "
+    "(403) to a request that fails METRICS_ALLOWED_IPS / METRICS_TOKEN once either is set.",
+    responses={
+        200: {
+            "description": "The metrics.",
+            "content": {
+                "text/plain": {"schema": {"type": "string"}},
+                "application/openmetrics-text": {"schema": {"type": "string"}},
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "additionalProperties": {"type": "array", "items": {"type": "object"}},
+                    }
+                },
+            },
+        },
+        503: json_content(_PROBE_FAILED, "The probe failed."),
+    },
+    errors=("PERMISSION_DENIED",),
+)
 @_probe
 def metrics(request: HttpRequest) -> HttpResponse:
     refusal = _scrape_refusal(request)

@@ -15,13 +15,8 @@ try:
         # The suite's own database (tests use test_<name>; the migrations check reads <name>).
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
-        # A test database left behind by an interrupted run may still have sessions (a killed
-        # server's backends): pytest-django could then neither drop nor recreate it.
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
-            [f"test_{name}"],
-        )
+        # Leftover sessions of an interrupted run are ended by the run itself, once it holds the
+        # test database's lock, and only those named as ours (tests/run_lock.py).
 except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
     problems.append(
         f"PostgreSQL is not reachable at {db_url} ({type(exc).__name__}).\n"

@@ -22,6 +22,18 @@ fi
 "$BIN/python" manage.py makemigrations --check --dry-run >/dev/null || {
   echo "makemigrations --check: models and migrations differ; run 'manage.py makemigrations'" >&2; exit 1; }
 set +e
+# The browser test (tests/ops/test_admin_static_browser.py) drives Debian's headless Chromium. CI
+# may start from a fresh machine: as root, install it when missing. If that is impossible the test
+# fails and says what to install; it is never skipped.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "installing chromium and chromium-driver for the browser test" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null ||
+      echo "could not install chromium / chromium-driver: the browser test will fail" >&2
+  else
+    echo "chromium / chromium-driver missing (apt-get install chromium chromium-driver as root): the browser test will fail" >&2
+  fi
+fi
 "$BIN/python" -m pytest "$@"
 rc=$?
 if [ $rc -eq 5 ]; then

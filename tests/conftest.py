@@ -5,13 +5,25 @@ from __future__ import annotations
 
 import pytest
 from django.conf import settings
+from django.test import AsyncClient, Client
 from rest_framework.test import APIClient
 
 from chatsite.accounts import services as account_services
 from chatsite.api import throttling
 from chatsite.api.redis import get_redis
+from tests import openapi, run_lock
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 from tests.realtime.clients import disconnect_leftovers
+
+
+def pytest_sessionstart(session):
+    refused = run_lock.acquire()
+    if refused:
+        pytest.exit(refused, returncode=3)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    run_lock.release()
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +44,31 @@ async def _disconnect_communicators():
     await disconnect_leftovers()
 
 
+@pytest.fixture(scope="session")
+def _openapi_checker() -> openapi.OpenApiChecker:
+    return openapi.checker()
+
+
+@pytest.fixture(autouse=True)
+def _responses_match_the_openapi_schema(_openapi_checker, monkeypatch):
+    """Every response a test client gets must be one the OpenAPI schema documents: path, method,
+    status, content type and body (tests/openapi.py says what is checked and what is not)."""
+    request, arequest = Client.request, AsyncClient.request
+
+    def checked_request(self, **kwargs):
+        response = request(self, **kwargs)
+        _openapi_checker.check_response(response)
+        return response
+
+    async def checked_arequest(self, **kwargs):
+        response = await arequest(self, **kwargs)
+        _openapi_checker.check_response(response)
+        return response
+
+    monkeypatch.setattr(Client, "request", checked_request)
+    monkeypatch.setattr(AsyncClient, "request", checked_arequest)
+
+
 @pytest.fixture(autouse=True)
 def _plain_http(settings):
     """Test clients speak plain HTTP, as the app sees traffic behind the TLS-terminating load
@@ -43,6 +80,17 @@ def _plain_http(settings):
 def _fast_password_hashing(settings):
     """PBKDF2's cost is the point in production and ~0.3 s per user or log-in in tests."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _static_files_without_collectstatic(settings):
+    """Production's manifest storage needs a `collectstatic` run, or every page that names a
+    static file (the admin, /schema/docs/) is a 500. In-process tests use plain names instead;
+    tests/ops/test_admin_static_browser.py collects and serves the real thing from a real daphne."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
 
 
 @pytest.fixture

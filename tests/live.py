@@ -70,6 +70,7 @@ def daphne_database_url() -> str:
 def live_daphne(extra_env: dict[str, str] | None = None, startup_timeout: float = 20):
     """Start daphne on the test database (callers need a transactional db) and stop it after."""
     port = free_port()
+    static_root = tempfile.TemporaryDirectory(prefix="chatsite-static-")
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "chatsite.settings",
@@ -80,6 +81,9 @@ def live_daphne(extra_env: dict[str, str] | None = None, startup_timeout: float 
         "SECURE_SSL_REDIRECT": "false",  # plain HTTP, as behind the TLS-terminating balancer
         "DB_POOL_MIN_SIZE": "1",
         "DB_POOL_MAX_SIZE": "4",
+        # An existing, empty STATIC_ROOT: these servers serve no static files (the browser test
+        # collects its own), and WhiteNoise would print a plain-text warning for a missing one.
+        "STATIC_ROOT": static_root.name,
         **(extra_env or {}),
     }
     log = tempfile.TemporaryFile()
@@ -113,3 +117,4 @@ def live_daphne(extra_env: dict[str, str] | None = None, startup_timeout: float 
             proc.kill()
             proc.wait(timeout=5)
         log.close()
+        static_root.cleanup()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,3 +163,31 @@ async def test_websocket_message_sizes_get_their_documented_close(server, size, 
     if reply == "error":
         assert frames[0]["code"] == "PAYLOAD_TOO_LARGE"
     assert ws.close_code == close_code
+
+
+@pytest.mark.live_server_process
+@pytest.mark.django_db(transaction=True)
+def test_the_server_says_where_it_listens_in_a_json_line(server):
+    lines = [json.loads(line) for line in server.output().splitlines() if line.strip()]
+    [listening] = [line for line in lines if line["logger"] == "chatsite.server"]
+    assert listening["message"] == (
+        f"listening on http://127.0.0.1:{server.port} (WebSocket ws://127.0.0.1:{server.port}/ws)"
+    )
+    assert (listening["bind"], listening["port"]) == ("127.0.0.1", server.port)
+
+
+@pytest.mark.live_server_process
+@pytest.mark.django_db(transaction=True)
+def test_a_4xx_is_one_access_line_and_nothing_else(server):
+    status, _ = server.request("GET", "/no-such-path-for-the-log")
+    assert status == 404
+    for _ in range(50):
+        mentions = [line for line in server.output().splitlines() if "no-such-path-for-the-log" in line]
+        if mentions:
+            break
+        time.sleep(0.1)
+    time.sleep(0.3)  # anything logged after the access line would show by now
+    mentions = [
+        json.loads(line) for line in server.output().splitlines() if "no-such-path-for-the-log" in line
+    ]
+    assert [line["logger"] for line in mentions] == ["chatsite.access"]

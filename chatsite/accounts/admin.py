@@ -3,12 +3,11 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.template.response import TemplateResponse
 
 from chatsite.accounts import services
 from chatsite.accounts.models import Block, Contact, SecurityEvent, Session, User
+from chatsite.admin_actions import confirmation, log_changed, reason_of
 from chatsite.api.errors import ApiError
 from chatsite.api.request import client_ip
 
@@ -42,23 +41,6 @@ class ThrottledAdminLoginForm(AdminAuthenticationForm):
 admin.site.login_form = ThrottledAdminLoginForm
 
 
-def _confirm(modeladmin, request, queryset, *, action: str, title: str, consequence: str):
-    """Django's intermediate confirmation page for a destructive action."""
-    return TemplateResponse(
-        request,
-        "admin/chatsite/confirm_action.html",
-        {
-            **modeladmin.admin_site.each_context(request),
-            "title": title,
-            "consequence": consequence,
-            "objects": queryset,
-            "action": action,
-            "action_checkbox_name": ACTION_CHECKBOX_NAME,
-            "opts": modeladmin.model._meta,
-        },
-    )
-
-
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     list_display = ("account_id", "username", "disabled", "is_staff", "date_joined", "last_login")
@@ -70,40 +52,48 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.action(description="Disable accounts (end sessions, close websockets)", permissions=["change"])
     def disable_accounts(self, request, queryset):
-        if request.POST.get("confirm") != "yes":
-            return _confirm(
-                self,
-                request,
-                queryset,
-                action="disable_accounts",
-                title="Disable accounts",
-                consequence="They will be logged out everywhere and cannot log in again until enabled.",
-            )
-        count = 0
-        for user in queryset:
-            services.account_disable(user=user, by=request.user)
-            count += 1
-        self.message_user(request, f"Disabled {count} account(s).", messages.SUCCESS)
+        page = confirmation(
+            self,
+            request,
+            queryset,
+            action="disable_accounts",
+            title="Disable accounts",
+            consequence="They will be logged out everywhere and cannot log in again until enabled.",
+            ask_reason=True,
+        )
+        if page is not None:
+            return page
+        reason = reason_of(request)
+        users = list(queryset)
+        for user in users:
+            services.account_disable(user=user, by=request.user, reason=reason)
+        log_changed(self, request, users, f"Disabled the account: {reason}")
+        self.message_user(request, f"Disabled {len(users)} account(s).", messages.SUCCESS)
         return None
 
     @admin.action(description="Enable accounts", permissions=["change"])
     def enable_accounts(self, request, queryset):
-        for user in queryset:
+        users = list(queryset)
+        for user in users:
             services.account_enable(user=user, by=request.user)
-        self.message_user(request, f"Enabled {queryset.count()} account(s).", messages.SUCCESS)
+        log_changed(self, request, users, "Enabled the account")
+        self.message_user(request, f"Enabled {len(users)} account(s).", messages.SUCCESS)
 
     @admin.action(description="Revoke all sessions (force disconnect)", permissions=["change"])
     def revoke_all_sessions(self, request, queryset):
-        if request.POST.get("confirm") != "yes":
-            return _confirm(
-                self,
-                request,
-                queryset,
-                action="revoke_all_sessions",
-                title="Revoke all sessions",
-                consequence="Every session of these users ends and their websockets close.",
-            )
-        total = sum(services.sessions_revoke_all(user=user) for user in queryset)
+        page = confirmation(
+            self,
+            request,
+            queryset,
+            action="revoke_all_sessions",
+            title="Revoke all sessions",
+            consequence="Every session of these users ends and their websockets close.",
+        )
+        if page is not None:
+            return page
+        users = list(queryset)
+        total = sum(services.sessions_revoke_all(user=user) for user in users)
+        log_changed(self, request, users, "Revoked all sessions")
         self.message_user(request, f"Revoked {total} session(s).", messages.SUCCESS)
         return None
 
@@ -144,20 +134,21 @@ class SessionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected sessions (force disconnect)", permissions=["change"])
     def revoke_sessions(self, request, queryset):
-        if request.POST.get("confirm") != "yes":
-            return _confirm(
-                self,
-                request,
-                queryset,
-                action="revoke_sessions",
-                title="Revoke sessions",
-                consequence="These sessions end at once and their websockets close; the users log in again.",
-            )
-        count = 0
-        for session in queryset.filter(revoked_at__isnull=True).select_related("user"):
+        page = confirmation(
+            self,
+            request,
+            queryset,
+            action="revoke_sessions",
+            title="Revoke sessions",
+            consequence="These sessions end at once and their websockets close; the users log in again.",
+        )
+        if page is not None:
+            return page
+        sessions = list(queryset.filter(revoked_at__isnull=True).select_related("user"))
+        for session in sessions:
             services.session_revoke(user=session.user, session_id=session.pk, by=request.user)
-            count += 1
-        self.message_user(request, f"Revoked {count} session(s).", messages.SUCCESS)
+        log_changed(self, request, sessions, "Revoked the session")
+        self.message_user(request, f"Revoked {len(sessions)} session(s).", messages.SUCCESS)
         return None
 
 
@@ -170,6 +161,12 @@ class SecurityEventAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # an audit trail that staff can delete is no audit trail
 
 
 admin.site.register(

@@ -131,7 +131,8 @@ class Block(models.Model):
 
 
 class SecurityEvent(models.Model):
-    """An append-only audit trail: lockouts, revocations, disables, identity key changes."""
+    """An append-only audit trail: lockouts, revocations, disables, identity key changes, sessions
+    bound to an existing device (and refused binds)."""
 
     class Kind(models.TextChoices):
         LOGIN_LOCKED = "login_locked"
@@ -142,6 +143,8 @@ class SecurityEvent(models.Model):
         ACCOUNT_ENABLED = "account_enabled"
         IDENTITY_KEY_CHANGED = "identity_key_changed"
         DEVICE_REVOKED = "device_revoked"
+        DEVICE_BOUND = "device_bound"
+        DEVICE_BIND_FAILED = "device_bind_failed"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -1,4 +1,4 @@
-"""Reads for accounts: sessions, contacts, blocks."""
+"""Reads for accounts: sessions, users by name, contacts, blocks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from chatsite.accounts.models import Block, Contact, Session, User
+from chatsite.accounts.models import Block, Contact, Session, User, normalize_username
 from chatsite.accounts.tokens import hash_token
 
 # last_used_at is refreshed at most this often, so authentication is not a write per request.
@@ -44,6 +44,15 @@ def sessions_for_user(*, user: User) -> QuerySet[Session]:
     return Session.objects.filter(user=user, revoked_at__isnull=True, expires_at__gt=timezone.now()).order_by(
         "-created_at"
     )
+
+
+def active_user_by_username(username: str) -> User | None:
+    """The active, enabled user with exactly this name after log-in's normalisation, or None.
+
+    Equality only (no prefix, pattern or similarity match), and one query whether the name is
+    unknown or its account disabled, so the caller can answer both alike. Callers that show the
+    answer to a user go through `services.user_lookup`, which charges the look-up budget."""
+    return User.objects.filter(username=normalize_username(username), is_active=True, disabled=False).first()
 
 
 def contacts_for_user(*, user: User) -> QuerySet[Contact]:

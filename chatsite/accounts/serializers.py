@@ -19,6 +19,16 @@ class RegisteredSerializer(serializers.Serializer):
     username = serializers.CharField()
 
 
+class UsernameLookupSerializer(serializers.Serializer):
+    """GET /users/lookup's query: one exact name (normalised as log-in does), never a prefix."""
+
+    username = serializers.CharField(max_length=150)
+
+
+class UserLookupResultSerializer(RegisteredSerializer):
+    """{user_id, username}: the name as stored (normalised)."""
+
+
 class LoginResultSerializer(serializers.Serializer):
     token = serializers.CharField()
     expires_at = serializers.DateTimeField()
@@ -68,3 +78,18 @@ class BlockSerializer(serializers.ModelSerializer):
     class Meta:
         model = Block
         fields = ["user_id", "username", "created_at"]
+
+
+# --- Documentation only: the list endpoints answer an object that wraps the list ---------------
+
+
+class SessionListSerializer(serializers.Serializer):
+    sessions = SessionSerializer(many=True)
+
+
+class ContactListSerializer(serializers.Serializer):
+    contacts = ContactSerializer(many=True)
+
+
+class BlockListSerializer(serializers.Serializer):
+    blocks = BlockSerializer(many=True)

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
-from chatsite.accounts import login_throttle
+from chatsite.accounts import login_throttle, selectors
 from chatsite.accounts.models import Block, Contact, SecurityEvent, Session, User, normalize_username
 from chatsite.accounts.signals import sessions_revoked
 from chatsite.accounts.tokens import hash_token, new_token
@@ -203,23 +203,43 @@ def account_enable(*, user: User, by: User | None = None) -> None:
 # --- Contacts and blocks ----------------------------------------------------------------------
 
 
-def user_reference(*, owner: User, user_id: int) -> User:
-    """Another user named by id, for a contact, a block or a new conversation: each answer shows
-    a username, so these share one per-user budget (CONTACT_ADDS_PER_USER_PER_HOUR, scope
-    `user_ref_add`), and disabled or inactive accounts do not exist here (404)."""
+def _charge_user_lookup(owner: User) -> None:
+    """One look-up of another user (by id or by name) against the owner's shared budget,
+    CONTACT_ADDS_PER_USER_PER_HOUR (scope `user_ref_add`): each answer ties an id to a username,
+    so together they must not add up to a way of listing users."""
     throttling.check(
         "user_ref_add",
         owner.pk,
         limit=settings.CONTACT_ADDS_PER_USER_PER_HOUR,
         window_seconds=3600,
-        detail="Too many users looked up by id; try again later.",
+        detail="Too many users looked up; try again later.",
     )
+
+
+def user_reference(*, owner: User, user_id: int) -> User:
+    """Another user named by id, for a contact, a block or a new conversation: each answer shows
+    a username, so these share one per-user budget with `user_lookup` (_charge_user_lookup), and
+    disabled or inactive accounts do not exist here (404)."""
+    _charge_user_lookup(owner)
     if user_id == owner.pk:
         raise ApiError("BAD_REQUEST", "That is you.")
     other = User.objects.filter(pk=user_id, is_active=True, disabled=False).first()
     if other is None:
         raise ApiError("NOT_FOUND", "No such user.")
     return other
+
+
+def user_lookup(*, owner: User, username: str) -> User:
+    """A user's id from their exact username (GET /users/lookup), after log-in's normalisation.
+
+    Charged to the same budget as contacts, blocks and new conversations before anything is
+    read, so a miss costs as much as a hit; exact names only, and an unknown, disabled or
+    inactive account is the same 404."""
+    _charge_user_lookup(owner)
+    user = selectors.active_user_by_username(username)
+    if user is None:
+        raise ApiError("NOT_FOUND", "No such user.")
+    return user
 
 
 @transaction.atomic

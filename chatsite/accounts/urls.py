@@ -9,6 +9,7 @@ urlpatterns = [
     path("auth/sessions", views.SessionListView.as_view(), name="auth-sessions"),
     path("auth/stream-ticket", views.StreamTicketView.as_view(), name="auth-stream-ticket"),
     path("auth/sessions/<uuid:session_id>", views.SessionDetailView.as_view(), name="auth-session"),
+    path("users/lookup", views.UserLookupView.as_view(), name="user-lookup"),
     path("contacts", views.ContactListView.as_view(), name="contacts"),
     path("contacts/<int:user_id>", views.ContactDetailView.as_view(), name="contact"),
     path("blocks", views.BlockListView.as_view(), name="blocks"),

@@ -10,23 +10,32 @@ from rest_framework.views import APIView
 
 from chatsite.accounts import selectors, services, tickets
 from chatsite.accounts.serializers import (
+    BlockListSerializer,
     BlockSerializer,
+    ContactListSerializer,
     ContactSerializer,
     CredentialsSerializer,
     LoginResultSerializer,
     LoginSerializer,
     RegisteredSerializer,
+    SessionListSerializer,
     SessionSerializer,
+    UserLookupResultSerializer,
+    UsernameLookupSerializer,
     UserRefSerializer,
 )
 from chatsite.api.request import client_ip
+from chatsite.api.schema import error_responses
 
 
 class RegisterView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
-    @extend_schema(request=CredentialsSerializer, responses={201: RegisteredSerializer})
+    @extend_schema(
+        request=CredentialsSerializer,
+        responses={201: RegisteredSerializer, **error_responses("CONFLICT", "RATE_LIMITED")},
+    )
     def post(self, request):
         data = CredentialsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -38,7 +47,13 @@ class LoginView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
-    @extend_schema(request=LoginSerializer, responses={200: LoginResultSerializer})
+    @extend_schema(
+        request=LoginSerializer,
+        responses={
+            200: LoginResultSerializer,
+            **error_responses("INVALID_CREDENTIALS", "ACCOUNT_DISABLED", "RATE_LIMITED"),
+        },
+    )
     def post(self, request):
         data = LoginSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -63,7 +78,7 @@ class LogoutView(APIView):
 
 
 class SessionListView(APIView):
-    @extend_schema(responses={200: SessionSerializer(many=True)})
+    @extend_schema(responses={200: SessionListSerializer})
     def get(self, request):
         sessions = selectors.sessions_for_user(user=request.user)
         data = SessionSerializer(sessions, many=True, context={"current_session": request.auth}).data
@@ -78,7 +93,8 @@ class StreamTicketView(APIView):
         responses={
             201: inline_serializer(
                 "StreamTicket", {"ticket": serializers.CharField(), "expires_at": serializers.DateTimeField()}
-            )
+            ),
+            **error_responses("SERVICE_UNAVAILABLE"),
         },
     )
     def post(self, request):
@@ -91,19 +107,44 @@ class StreamTicketView(APIView):
 
 
 class SessionDetailView(APIView):
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **error_responses("NOT_FOUND")})
     def delete(self, request, session_id):
         services.session_revoke(user=request.user, session_id=session_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class UserLookupView(APIView):
+    """A user's id from their exact username, to start a conversation or add a contact."""
+
+    @extend_schema(
+        operation_id="users_lookup",
+        parameters=[UsernameLookupSerializer],
+        responses={
+            200: UserLookupResultSerializer,
+            **error_responses("VALIDATION_ERROR", "NOT_FOUND", "RATE_LIMITED"),
+        },
+        description="Exact match after log-in's normalisation (NFKC, case-folded); no prefix or "
+        "partial search. 404 NOT_FOUND alike for unknown and disabled accounts. Each look-up counts "
+        "against CONTACT_ADDS_PER_USER_PER_HOUR, shared with /contacts, /blocks and new "
+        "conversations (429 RATE_LIMITED past it).",
+    )
+    def get(self, request):
+        data = UsernameLookupSerializer(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        user = services.user_lookup(owner=request.user, username=data.validated_data["username"])
+        return Response(UserLookupResultSerializer(user).data)
+
+
 class ContactListView(APIView):
-    @extend_schema(responses={200: ContactSerializer(many=True)})
+    @extend_schema(responses={200: ContactListSerializer})
     def get(self, request):
         contacts = selectors.contacts_for_user(user=request.user)
         return Response({"contacts": ContactSerializer(contacts, many=True).data})
 
-    @extend_schema(request=UserRefSerializer, responses={201: ContactSerializer})
+    @extend_schema(
+        request=UserRefSerializer,
+        responses={201: ContactSerializer, **error_responses("BAD_REQUEST", "NOT_FOUND", "RATE_LIMITED")},
+    )
     def post(self, request):
         data = UserRefSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -112,20 +153,23 @@ class ContactListView(APIView):
 
 
 class ContactDetailView(APIView):
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **error_responses("NOT_FOUND")})
     def delete(self, request, user_id: int):
         services.contact_remove(owner=request.user, user_id=user_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class BlockListView(APIView):
-    @extend_schema(responses={200: BlockSerializer(many=True)})
+    @extend_schema(responses={200: BlockListSerializer})
     def get(self, request):
         return Response(
             {"blocks": BlockSerializer(selectors.blocked_users(user=request.user), many=True).data}
         )
 
-    @extend_schema(request=UserRefSerializer, responses={201: BlockSerializer})
+    @extend_schema(
+        request=UserRefSerializer,
+        responses={201: BlockSerializer, **error_responses("BAD_REQUEST", "NOT_FOUND", "RATE_LIMITED")},
+    )
     def post(self, request):
         data = UserRefSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -134,7 +178,7 @@ class BlockListView(APIView):
 
 
 class BlockDetailView(APIView):
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **error_responses("NOT_FOUND")})
     def delete(self, request, user_id: int):
         services.block_remove(blocker=request.user, user_id=user_id)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -45,7 +45,11 @@ class CloseCode(IntEnum):
         4403,
         "The stream's device was revoked, or a feature the stream exists for was turned off.",
     )
-    PING_TIMEOUT = (4408, "Nothing received for `WS_PING_INTERVAL_MS + WS_PING_TIMEOUT_MS`.")
+    PING_TIMEOUT = (
+        4408,
+        "Neither a frame nor a protocol-level pong received for `WS_PING_INTERVAL_MS +"
+        ' WS_PING_TIMEOUT_MS` (see "Staying connected").',
+    )
     REPLACED = (4409, "A newer stream of the same device replaced this one (one stream per device).")
     TOO_LARGE = (4413, "A frame over `WS_MAX_FRAME_BYTES`, after an `error` PAYLOAD_TOO_LARGE.")
     RATE_LIMITED = (

@@ -160,6 +160,15 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
                 "device_id": str(session.device_id) if session.device_id else None,
                 "heartbeat_interval_ms": settings.WS_PING_INTERVAL_MS,
                 "ping_timeout_ms": settings.WS_PING_TIMEOUT_MS,
+                # What keeps this connection open (docs/realtime.md, "Staying connected").
+                "keepalive": {
+                    "idle_timeout_ms": settings.WS_PING_INTERVAL_MS + settings.WS_PING_TIMEOUT_MS,
+                    "rule": (
+                        "Answer the server's WebSocket protocol pings (every client library does) or "
+                        'send any frame, e.g. {"type": "ping"}; a connection with neither for '
+                        "idle_timeout_ms is closed 4408."
+                    ),
+                },
                 "limits": {
                     "max_msgs_per_10s": settings.MAX_MSGS_PER_10S,
                     "max_bytes_per_10s": settings.MAX_BYTES_PER_10S,
@@ -187,6 +196,13 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
         await self.lease.release(f"client_{int(code)}")
 
     # --- inbound ---------------------------------------------------------------------------
+
+    async def websocket_keepalive(self, message) -> None:
+        """A protocol-level pong (or a client's ping) that chatsite.server passes on: the client is
+        alive even if it sends no frames. Other ASGI servers never send this; there, a client must
+        send a frame (any, e.g. `ping`) within the idle timeout."""
+        if self.stream is not None:
+            self.stream.last_received = time.monotonic()
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
         if self.stream is None or self.stream.closed:

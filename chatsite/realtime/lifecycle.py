@@ -22,6 +22,18 @@ from chatsite.realtime.stream import Stream, track
 logger = logging.getLogger("chatsite.realtime")
 
 
+def disconnect_label(stream: Stream, fallback: str) -> str:
+    """A bounded label: the close code's name when the server closed the stream (`slow_consumer`,
+    `unauthenticated`, …), else the transport's own (`client_1000`, `client`). Never the
+    human-readable reason, which may be a sentence."""
+    if stream.close_code is None:
+        return fallback
+    try:
+        return CloseCode(stream.close_code).name.lower()
+    except ValueError:
+        return f"code_{stream.close_code}"
+
+
 class StreamLease:
     def __init__(self, transport: str, ip: str | None) -> None:
         self.transport = transport
@@ -74,6 +86,7 @@ class StreamLease:
         if stream is None:
             return
         WS_CONNECTIONS_ACTIVE.labels(transport=self.transport).dec()
-        reason = stream.close_reason or fallback_reason
-        WS_DISCONNECTIONS_TOTAL.labels(transport=self.transport, reason=reason[:40]).inc()
+        WS_DISCONNECTIONS_TOTAL.labels(
+            transport=self.transport, reason=disconnect_label(stream, fallback_reason)
+        ).inc()
         await stream.cleanup()

@@ -18,11 +18,11 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import JsonResponse, StreamingHttpResponse
 
 from chatsite.accounts.authentication import stream_session
 from chatsite.accounts.models import Session
-from chatsite.api.errors import json_error
+from chatsite.api.errors import rate_limited
 from chatsite.api.request import client_ip
 from chatsite.metrics import (
     WS_CONNECTION_REJECTED,
@@ -55,7 +55,11 @@ async def sse_response(request, *, session: Session, feature: str | None = None)
     reason = lease.admit()
     if reason is not None:
         WS_CONNECTION_REJECTED.labels(reason=reason).inc()
-        return json_error("RATE_LIMITED", "Too many connections.", retry_in_seconds=5)
+        err = rate_limited(5, "Too many connections.")  # with X-Retry-After, as every 429
+        response = JsonResponse(err.body(), status=err.status)
+        for name, value in err.headers.items():
+            response[name] = value
+        return response
     try:
         response = await _stream_response(request, session=session, feature=feature, lease=lease)
     except BaseException:
@@ -83,6 +87,7 @@ async def _stream_response(
             WS_CONNECTION_REJECTED.labels(reason="slow_consumer").inc()
             stream.closed = True
             stream.close_reason = "slow consumer"
+            stream.close_code = int(CloseCode.SLOW_CONSUMER)
             while not queue.empty():
                 queue.get_nowait()
             queue.put_nowait(

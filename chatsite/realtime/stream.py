@@ -60,7 +60,8 @@ class Stream:
         self.state: dict[str, Any] = {}  # per-source state, e.g. the dm cursor
         self.relay_lag = False
         self.closed = False
-        self.close_reason = ""
+        self.close_reason = ""  # the `closing` frame's human-readable reason
+        self.close_code: int | None = None  # set when the server closes the stream
         self.last_received = time.monotonic()
         self._last_heartbeat = time.monotonic()
         self._last_poll = 0.0
@@ -124,6 +125,7 @@ class Stream:
             return
         self.closed = True
         self.close_reason = reason
+        self.close_code = int(code)
         with contextlib.suppress(Exception):
             await self._send_frame({"type": "closing", "code": int(code), "reason": reason})
         await self._close_transport(code, reason)

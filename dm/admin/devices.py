@@ -5,10 +5,9 @@ changes only through the "Revoke devices" action, which calls the same service a
 """
 
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import F
-from django.template.response import TemplateResponse
 
+from chatsite.admin_actions import confirmation, log_changed
 from chatsite.api.errors import ApiError
 from dm.models import Device, KeyBundle
 from dm.services.devices import device_revoke
@@ -72,30 +71,27 @@ class DeviceAdmin(admin.ModelAdmin):
         description="Revoke devices (end sessions, delete keys and queued messages)", permissions=["change"]
     )
     def revoke_devices(self, request, queryset):
-        if request.POST.get("confirm") != "yes":
-            return TemplateResponse(
-                request,
-                "admin/chatsite/confirm_action.html",
-                {
-                    **self.admin_site.each_context(request),
-                    "title": "Revoke devices",
-                    "consequence": "Their sessions end, their keys and undelivered messages are deleted and "
-                    "their streams close. Senders must stop encrypting for them. This cannot be undone.",
-                    "objects": queryset,
-                    "action": "revoke_devices",
-                    "action_checkbox_name": ACTION_CHECKBOX_NAME,
-                    "opts": self.model._meta,
-                },
-            )
-        revoked = skipped = 0
+        page = confirmation(
+            self,
+            request,
+            queryset,
+            action="revoke_devices",
+            title="Revoke devices",
+            consequence="Their sessions end, their keys and undelivered messages are deleted and their "
+            "streams close. Senders must stop encrypting for them. This cannot be undone.",
+        )
+        if page is not None:
+            return page
+        revoked, skipped = [], 0
         for device in queryset:
             try:
                 device_revoke(device=device, by_user=request.user)
-                revoked += 1
+                revoked.append(device)
             except ApiError:  # already revoked (409 DEVICE_REVOKED)
                 skipped += 1
+        log_changed(self, request, revoked, "Revoked the device")
         note = f" {skipped} were already revoked." if skipped else ""
-        self.message_user(request, f"Revoked {revoked} device(s).{note}", messages.SUCCESS)
+        self.message_user(request, f"Revoked {len(revoked)} device(s).{note}", messages.SUCCESS)
         return None
 
 

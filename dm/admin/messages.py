@@ -59,3 +59,6 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the delivery record is evidence; retention deletes it (DM_*_RETENTION_*)

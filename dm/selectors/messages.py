@@ -9,7 +9,7 @@ from django.db import connection
 from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
-from dm.models import Conversation, Delivery, Message
+from dm.models import Conversation, Delivery, Device, Message
 
 
 def conversations_for_user(*, user_id: int) -> QuerySet[Conversation]:
@@ -69,6 +69,20 @@ def message_trace(*, message_id: int) -> dict[str, Any] | None:
                 "acknowledged_at": row["delivered_at"],
             }
         )
+    conversation = Conversation.objects.filter(pk=message.conversation_id).first()
+    members = [conversation.user_low_id, conversation.user_high_id] if conversation else []
+    traced = {d["device_id"] for d in devices}
+    # Devices of the conversation revoked since the message was sent: revocation deletes their
+    # queued deliveries, so they have no row above and this is why.
+    revoked = [
+        {"device_id": str(pk), "user_id": user_id, "revoked_at": revoked_at}
+        for pk, user_id, revoked_at in Device.objects.filter(
+            user_id__in=members, status=Device.Status.REVOKED, revoked_at__gte=message.created_at
+        )
+        .order_by("revoked_at")
+        .values_list("pk", "user_id", "revoked_at")
+        if str(pk) not in traced
+    ]
     return {
         "message_id": message.pk,
         "conversation_id": message.conversation_id,
@@ -76,6 +90,7 @@ def message_trace(*, message_id: int) -> dict[str, Any] | None:
         "sender_device_id": str(message.sender_device_id) if message.sender_device_id else None,
         "created_at": message.created_at,
         "devices": devices,
+        "revoked_devices": revoked,
     }
 
 

@@ -92,6 +92,17 @@ class SignedPrekeyRotateSerializer(SignedKeySerializer):
         return super().to_internal_value(data)
 
 
+class DeviceBindSerializer(serializers.Serializer):
+    challenge = serializers.CharField(
+        trim_whitespace=False, help_text="From POST /e2ee/devices/{device_id}/challenge; single use."
+    )
+    signature = _key_field(
+        help_text="Ed25519 signature by the device's signing key over the UTF-8 bytes "
+        "`chatsite.e2ee.device-bind.v1\\n<challenge>\\n<device_id>\\n<session_id>` (docs/dm.md), "
+        "standard base64 of 64 bytes, unpadded.",
+    )
+
+
 # --- Output ---------------------------------------------------------------------------------
 
 
@@ -111,6 +122,11 @@ class DeviceSerializer(serializers.Serializer):
 
 class DeviceListSerializer(serializers.Serializer):
     devices = DeviceSerializer(many=True)
+
+
+class DeviceChallengeSerializer(serializers.Serializer):
+    challenge = serializers.CharField(help_text="Random, single use, for this session and device only.")
+    expires_at = serializers.DateTimeField()
 
 
 class PrekeysRemainingSerializer(serializers.Serializer):

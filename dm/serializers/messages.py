@@ -136,6 +136,12 @@ class ConversationSerializer(serializers.Serializer):
         return self._other(obj).username
 
 
+class ConversationListSerializer(serializers.Serializer):
+    """OpenAPI documentation of GET /dm/conversations."""
+
+    conversations = ConversationSerializer(many=True)
+
+
 class SentSerializer(serializers.Serializer):
     message_id = serializers.IntegerField()
     conversation_id = serializers.IntegerField()

@@ -1,4 +1,5 @@
-"""Writes for E2EE devices: register, revoke, and mark in use.
+"""Writes for E2EE devices: register, bind a new session to an existing device, revoke, and mark
+in use.
 
 Key checks (base64, key ids, signatures) are in `dm.keys`; key uploads and rotation in
 `dm.services.prekeys`; bundle claims in `dm.services.bundles`. Key material is never logged nor
@@ -8,29 +9,39 @@ copied into security events.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import threading
+import time
+from datetime import datetime, timedelta
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from chatsite.accounts.models import SecurityEvent, Session, User
 from chatsite.accounts.services import session_bind_device, sessions_revoke_for_device
+from chatsite.accounts.tokens import hash_token, new_token
+from chatsite.api import throttling
 from chatsite.api.errors import ApiError
+from chatsite.api.redis import get_redis
 from chatsite.realtime.close_codes import CloseCode
 from chatsite.realtime.relay import close_streams
 from dm.keys import (
     KEY_BYTES,
+    SIGNATURE_BYTES,
     OneTimeKeyIn,
     SignedKeyIn,
     clean_one_time_keys,
     clean_signed_key,
+    device_bind_message,
+    ed25519_verifies,
     normalise_key,
     raise_if_invalid,
     verify_signature,
 )
 from dm.models import Delivery, Device, DeviceQueue, KeyBundle, OneTimePrekey
+from dm.selectors.devices import active_device_of_user
 
 logger = logging.getLogger("chatsite.dm")
 security_log = logging.getLogger("chatsite.security")
@@ -107,14 +118,7 @@ def device_register(
         # The user row lock serialises one user's registrations: the device cap and the
         # identity-change count cannot be raced past by parallel requests.
         user = User.objects.select_for_update(no_key=True).get(pk=session.user_id)
-        # The session row lock makes "a session is bound to at most one device" hold under races.
-        bound = (
-            Session.objects.select_for_update(no_key=True)
-            .values_list("device_id", flat=True)
-            .get(pk=session.pk)
-        )
-        if bound and Device.objects.filter(pk=bound, status=Device.Status.ACTIVE).exists():
-            raise ApiError("CONFLICT", "This session already has a device.")
+        _lock_unbound_session(session)
         active = Device.objects.filter(user=user, status=Device.Status.ACTIVE).count()
         if active >= settings.E2EE_MAX_DEVICES_PER_USER:
             raise ApiError(
@@ -156,6 +160,177 @@ def device_register(
         "device registered", extra={"user_id": user.pk, "device_id": str(device.pk), "uploaded": len(otpks)}
     )
     return device
+
+
+# --- Coming back on an existing device ---------------------------------------------------------
+#
+# A new session (after log-out or token expiry) takes over one of the user's active devices only
+# by proving it holds the device's private Ed25519 key: it asks for a challenge, the device signs
+# `dm.keys.device_bind_message(challenge, device id, session id)`, and the bind checks that
+# signature against the stored `signing_key`. A password alone never reaches a device's queue.
+#
+# Challenges live in Redis under `e2ee:bind_challenge:<session>:<device>:<sha256(challenge)>` for
+# E2EE_DEVICE_CHALLENGE_TTL_S, so one is good only for the session and device it was issued to.
+# With REDIS_URL unset (embedded mode: one process) they live in this process's memory instead.
+
+_CHALLENGE_KEY = "e2ee:bind_challenge:{}:{}:{}"
+_local_challenges: dict[str, float] = {}  # embedded mode only: key -> monotonic expiry
+_local_challenges_lock = threading.Lock()
+
+
+def _challenge_key(*, session_id: Any, device_id: Any, challenge: str) -> str:
+    return _CHALLENGE_KEY.format(session_id, device_id, hash_token(challenge))
+
+
+def _bindable_device(*, session: Session, device_id: Any) -> Device:
+    """The user's own active device, for a session that has none: someone else's or unknown is
+    404, revoked 409 DEVICE_REVOKED, a session already acting as an active device 409 CONFLICT."""
+    device = active_device_of_user(user=session.user, device_id=device_id)
+    if (
+        session.device_id is not None
+        and Device.objects.filter(pk=session.device_id, status=Device.Status.ACTIVE).exists()
+    ):
+        raise ApiError("CONFLICT", "This session already has a device.")
+    return device
+
+
+def _lock_unbound_session(session: Session) -> None:
+    """Lock the session's row and refuse (409) if it already acts as an active device. The row
+    lock makes "a session is bound to at most one device" hold against a concurrent
+    device_register or device_bind by the same session (both take it)."""
+    bound = (
+        Session.objects.select_for_update(no_key=True).values_list("device_id", flat=True).get(pk=session.pk)
+    )
+    if bound and Device.objects.filter(pk=bound, status=Device.Status.ACTIVE).exists():
+        raise ApiError("CONFLICT", "This session already has a device.")
+
+
+def device_challenge_issue(*, session: Session, device_id: Any) -> tuple[str, datetime]:
+    """A random single-use challenge for binding `session` to its user's device `device_id`, and
+    when it expires. At most E2EE_DEVICE_CHALLENGES_PER_SESSION_PER_HOUR per session."""
+    throttling.check(
+        "device_challenge",
+        session.pk,
+        limit=settings.E2EE_DEVICE_CHALLENGES_PER_SESSION_PER_HOUR,
+        window_seconds=3600,
+        detail="Too many device challenges for this session; try again later.",
+    )
+    device = _bindable_device(session=session, device_id=device_id)
+    challenge = new_token()
+    ttl = settings.E2EE_DEVICE_CHALLENGE_TTL_S
+    key = _challenge_key(session_id=session.pk, device_id=device.pk, challenge=challenge)
+    client = get_redis()
+    if client is None:
+        now = time.monotonic()
+        with _local_challenges_lock:
+            for stale in [k for k, expiry in _local_challenges.items() if expiry <= now]:
+                del _local_challenges[stale]
+            _local_challenges[key] = now + ttl
+    else:
+        try:
+            client.set(key, "1", ex=ttl)
+        except redis.RedisError as exc:
+            raise ApiError("SERVICE_UNAVAILABLE", "Device challenges are unavailable; retry.") from exc
+    return challenge, timezone.now() + timedelta(seconds=ttl)
+
+
+def _challenge_spend(*, session_id: Any, device_id: Any, challenge: str) -> bool:
+    """True once for a live challenge of this session and device. Single use across processes:
+    Redis GETDEL reads and deletes in one command, so of two binds racing with one challenge
+    exactly one gets it."""
+    key = _challenge_key(session_id=session_id, device_id=device_id, challenge=challenge)
+    client = get_redis()
+    if client is None:
+        with _local_challenges_lock:
+            expiry = _local_challenges.pop(key, 0.0)
+        return expiry > time.monotonic()
+    try:
+        return client.getdel(key) is not None
+    except redis.RedisError as exc:
+        raise ApiError("SERVICE_UNAVAILABLE", "Device challenges are unavailable; retry.") from exc
+
+
+def device_bind(
+    *, session: Session, device_id: Any, challenge: str, signature: str, ip: str | None = None
+) -> Device:
+    """Bind `session` to its user's existing device, given the device's signature over
+    `device_bind_message(challenge, device id, session id)`.
+
+    A well-formed attempt on a bindable device spends the challenge, whatever the signature (410
+    GONE if it is unknown, expired, already used, or was issued to another session or device).
+    A signature that does not verify with the device's stored signing key is 400
+    INVALID_SIGNATURE and a flagged security event; nothing is bound.
+    On success any other session still holding the device (live, or expired but not revoked) is
+    revoked and its streams close: a device acts through one session at a time.
+    """
+    errors: dict[str, Any] = {}
+    if not isinstance(challenge, str) or not 0 < len(challenge) <= 128:
+        errors["challenge"] = ["Must be the challenge string from POST /e2ee/devices/{id}/challenge."]
+    signature = normalise_key(signature, SIGNATURE_BYTES, errors, ("signature",))
+    raise_if_invalid(errors)
+    device = _bindable_device(session=session, device_id=device_id)
+    if not _challenge_spend(session_id=session.pk, device_id=device.pk, challenge=challenge):
+        raise ApiError(
+            "GONE",
+            "No such challenge: it expired, was already used, or was issued to another session or "
+            "device. Ask for a new one.",
+        )
+    message = device_bind_message(challenge=challenge, device_id=device.pk, session_id=session.pk)
+    if not ed25519_verifies(device.signing_key, signature, message):
+        SecurityEvent.objects.create(
+            kind=SecurityEvent.Kind.DEVICE_BIND_FAILED,
+            user_id=session.user_id,
+            ip=ip,
+            flagged=True,
+            data={"device_id": str(device.pk), "session_id": str(session.pk), "reason": "bad_signature"},
+        )
+        security_log.warning(
+            "security event: device bind refused (bad signature)",
+            extra={
+                "event": "device_bind_failed",
+                "user_id": session.user_id,
+                "device_id": str(device.pk),
+                "session_id": str(session.pk),
+            },
+        )
+        raise ApiError(
+            "INVALID_SIGNATURE",
+            "The signature does not verify with the device's signing key.",
+            field="signature",
+        )
+    with transaction.atomic():
+        # The device row lock (FOR NO KEY UPDATE, as device_revoke takes it, and first, in the
+        # same order) serialises a bind with a revocation and with another bind of this device:
+        # a revoked device is never bound, and two binds cannot both revoke "the other" session.
+        locked = Device.objects.select_for_update(no_key=True).filter(pk=device.pk).first()
+        if locked is None:
+            raise ApiError("NOT_FOUND", "No such device.")
+        if locked.status != Device.Status.ACTIVE:
+            raise ApiError("DEVICE_REVOKED")
+        _lock_unbound_session(session)
+        # uq_sessions_live_device (one unrevoked session per device) is what finally guarantees
+        # one session per device; revoking the previous holders first keeps it satisfied.
+        replaced = sessions_revoke_for_device(device_id=locked.pk, reason="device_rebound")
+        session_bind_device(session=session, device_id=locked.pk)
+        locked.last_seen_at = timezone.now()
+        locked.save(update_fields=["last_seen_at"])
+        SecurityEvent.objects.create(
+            kind=SecurityEvent.Kind.DEVICE_BOUND,
+            user_id=session.user_id,
+            ip=ip,
+            data={"device_id": str(locked.pk), "session_id": str(session.pk), "sessions_revoked": replaced},
+        )
+    security_log.info(
+        "security event: session bound to an existing device",
+        extra={
+            "event": "device_bound",
+            "user_id": session.user_id,
+            "device_id": str(locked.pk),
+            "session_id": str(session.pk),
+            "sessions_revoked": replaced,
+        },
+    )
+    return locked
 
 
 # --- Activity -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from chatsite.accounts.models import User
@@ -443,7 +444,8 @@ def deliveries_ack(*, device: Device, up_to: int | None = None, message_ids: lis
         if up_to is not None:
             queue = DeviceQueue.objects.select_for_update().get(device=device)
             up_to = min(up_to, queue.last_seq)
-            count = pending.filter(seq__lte=up_to).update(delivered_at=now, sent_at=now)
+            # sent_at keeps the hand-over time it already has (an ack by up_to used to overwrite it).
+            count = pending.filter(seq__lte=up_to).update(delivered_at=now, sent_at=Coalesce("sent_at", now))
             if up_to > queue.acked_seq:
                 queue.acked_seq = up_to
                 queue.save(update_fields=["acked_seq"])
@@ -451,7 +453,9 @@ def deliveries_ack(*, device: Device, up_to: int | None = None, message_ids: lis
                     device.pk, {"type": ACK_POSITION_FRAME, "acked_seq": up_to}, source="dm"
                 )
         else:
-            count = pending.filter(message_id__in=message_ids or []).update(delivered_at=now)
+            count = pending.filter(message_id__in=message_ids or []).update(
+                delivered_at=now, sent_at=Coalesce("sent_at", now)
+            )
         Device.objects.filter(pk=device.pk).update(last_seen_at=now)
     return {"acknowledged": count}
 

@@ -6,7 +6,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http import JsonResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
@@ -16,6 +16,7 @@ from chatsite.api import flags
 from chatsite.api.errors import ApiError, json_error
 from chatsite.api.flags import feature_permission
 from chatsite.api.params import IntParam, parse_int_params
+from chatsite.api.schema import error_responses, plain_view_schema
 from chatsite.realtime import sse
 from chatsite.realtime.relay import redis_status
 from dm.presenters import sent_body
@@ -24,6 +25,7 @@ from dm.selectors.devices import device_for_session, otpk_pool_summary
 from dm.serializers.messages import (
     AckResultSerializer,
     AckSerializer,
+    ConversationListSerializer,
     ConversationSerializer,
     FetchResultSerializer,
     OpenConversationSerializer,
@@ -36,16 +38,28 @@ from dm.services import messages as message_services
 DM_ENABLED = feature_permission("dm")
 
 
+def _errors(*codes: str) -> dict:
+    """Error responses of a DM view: every one answers 403 FEATURE_DISABLED when dm is off."""
+    return error_responses("FEATURE_DISABLED", *codes)
+
+
 class ConversationListView(APIView):
     permission_classes = [DM_ENABLED, IsAuthenticated]
 
-    @extend_schema(responses={200: ConversationSerializer(many=True)})
+    @extend_schema(responses={200: ConversationListSerializer, **_errors()})
     def get(self, request):
         conversations = message_selectors.conversations_for_user(user_id=request.user.pk)
         data = ConversationSerializer(conversations, many=True, context={"user_id": request.user.pk}).data
         return Response({"conversations": data})
 
-    @extend_schema(request=OpenConversationSerializer, responses={200: ConversationSerializer})
+    @extend_schema(
+        request=OpenConversationSerializer,
+        responses={
+            201: OpenApiResponse(ConversationSerializer, description="Opened: the first call for this pair."),
+            200: OpenApiResponse(ConversationSerializer, description="Already open: the same conversation."),
+            **_errors("BAD_REQUEST", "NOT_FOUND", "RATE_LIMITED"),
+        },
+    )
     def post(self, request):
         body = OpenConversationSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -59,7 +73,26 @@ class ConversationListView(APIView):
 class MessageSendView(APIView):
     permission_classes = [DM_ENABLED, IsAuthenticated]
 
-    @extend_schema(request=SendSerializer, responses={201: SentSerializer, 200: SentSerializer})
+    @extend_schema(
+        request=SendSerializer,
+        responses={
+            201: OpenApiResponse(SentSerializer, description="Stored and queued for every recipient device."),
+            200: OpenApiResponse(
+                SentSerializer,
+                description="A resend of a stored client_message_id: the original, `duplicate`.",
+            ),
+            **_errors(
+                "BAD_REQUEST",
+                "NOT_FOUND",
+                "DEVICE_REQUIRED",
+                "DEVICE_REVOKED",
+                "DEVICE_MISMATCH",
+                "BLOCKED",
+                "PAYLOAD_TOO_LARGE",
+                "RATE_LIMITED",
+            ),
+        },
+    )
     def post(self, request, conversation_id: int):
         body = parse_send(request.data, conversation_required=False)
         device = device_for_session(request.auth.device_id)
@@ -82,7 +115,10 @@ class MessageFetchView(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("since", int), OpenApiParameter("limit", int)],
-        responses={200: FetchResultSerializer},
+        responses={
+            200: FetchResultSerializer,
+            **_errors("VALIDATION_ERROR", "DEVICE_REQUIRED", "DEVICE_REVOKED"),
+        },
     )
     def get(self, request):
         params = parse_int_params(
@@ -102,7 +138,10 @@ class MessageFetchView(APIView):
 class AckView(APIView):
     permission_classes = [DM_ENABLED, IsAuthenticated]
 
-    @extend_schema(request=AckSerializer, responses={200: AckResultSerializer})
+    @extend_schema(
+        request=AckSerializer,
+        responses={200: AckResultSerializer, **_errors("DEVICE_REQUIRED", "DEVICE_REVOKED")},
+    )
     def post(self, request):
         body = AckSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -115,7 +154,7 @@ class DmMetricsView(APIView):
 
     permission_classes = [IsAuthenticated, IsAdminUser]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **error_responses("PERMISSION_DENIED")})
     def get(self, request):
         return Response(
             {
@@ -130,6 +169,41 @@ class DmMetricsView(APIView):
         )
 
 
+@plain_view_schema(
+    operation_id="dm_sse",
+    tags=["dm"],
+    description="The calling device's queue as Server-Sent Events: `event: <type>` and `data: <json>` "
+    "blocks, with the frame's cursor as `id:` (an EventSource resumes with Last-Event-ID). Events: "
+    "`dm.message` (the shape of GET /dm/messages' messages), heartbeats carrying relay_lag, and "
+    "`closing` before the server ends the stream. Authenticate with `Authorization: Bearer` or a "
+    "single-use `?ticket=` from POST /auth/stream-ticket; the session must have a device. Errors "
+    "come before the stream starts, as JSON.",
+    parameters=[
+        {
+            "name": "cursor",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 0},
+            "description": "Replay after this queue position (default: the device's acknowledged "
+            "position; an invalid value is ignored).",
+        },
+        {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "As `cursor`, as a browser's EventSource sends it on reconnect.",
+        },
+    ],
+    security=[{"bearerAuth": []}, {"streamTicket": []}],
+    responses={
+        200: {
+            "description": "The event stream, open until the client leaves or the server closes it.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+    errors=("UNAUTHENTICATED", "FEATURE_DISABLED", "DEVICE_REQUIRED", "DEVICE_REVOKED", "RATE_LIMITED"),
+)
 async def dm_sse(request):
     """GET /dm/sse: the calling device's queue as Server-Sent Events (cursor: ?cursor= or
     Last-Event-ID), with heartbeats carrying relay_lag."""
@@ -139,7 +213,9 @@ async def dm_sse(request):
         return json_error("FEATURE_DISABLED", flags.FLAGS["dm"].disabled_detail)
     session = await sse.authenticate(request)
     if session is None:
-        return json_error("UNAUTHENTICATED")
+        response = json_error("UNAUTHENTICATED")
+        response["WWW-Authenticate"] = 'Bearer realm="api"'  # as every other endpoint's 401
+        return response
     try:
         await database_sync_to_async(device_for_session)(session.device_id)
     except ApiError as err:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.messages import get_messages
 from django.test import Client
 from rest_framework.test import APIClient
@@ -80,7 +81,12 @@ def test_disable_action_confirmed_disables_and_revokes_sessions():
 
     resp = client.post(
         USERS_URL,
-        {"action": "disable_accounts", "_selected_action": [v.pk for v in victims], "confirm": "yes"},
+        {
+            "action": "disable_accounts",
+            "_selected_action": [v.pk for v in victims],
+            "confirm": "yes",
+            "reason": "spam reports #123",
+        },
     )
 
     assert resp.status_code == 302
@@ -88,7 +94,48 @@ def test_disable_action_confirmed_disables_and_revokes_sessions():
     assert set(User.objects.filter(disabled=True)) == set(victims)
     assert not Session.objects.filter(user__in=victims, revoked_at__isnull=True).exists()
     assert Session.objects.filter(user=bystander, revoked_at__isnull=True).count() == 1
-    assert SecurityEvent.objects.filter(kind=SecurityEvent.Kind.ACCOUNT_DISABLED).count() == 2
+    events = SecurityEvent.objects.filter(kind=SecurityEvent.Kind.ACCOUNT_DISABLED)
+    assert [e.data["reason"] for e in events] == ["spam reports #123"] * 2
+
+
+def test_disable_action_without_a_reason_asks_again_and_disables_nobody():
+    victim = UserFactory()
+
+    resp = staff_client().post(
+        USERS_URL, {"action": "disable_accounts", "_selected_action": [victim.pk], "confirm": "yes"}
+    )
+
+    assert resp.status_code == 200
+    assert "Give a reason." in resp.content.decode()
+    victim.refresh_from_db()
+    assert victim.disabled is False
+
+
+def test_admin_actions_are_written_to_recent_actions():
+    victim = UserFactory()
+    client = staff_client()
+
+    client.post(
+        USERS_URL,
+        {"action": "disable_accounts", "_selected_action": [victim.pk], "confirm": "yes", "reason": "abuse"},
+    )
+    client.post(USERS_URL, {"action": "enable_accounts", "_selected_action": [victim.pk]})
+
+    entries = LogEntry.objects.filter(object_id=str(victim.pk)).order_by("pk")
+    assert [e.get_change_message() for e in entries] == ["Disabled the account: abuse", "Enabled the account"]
+    assert all(e.action_flag == CHANGE for e in entries)
+
+
+def test_security_events_cannot_be_deleted_or_edited_in_the_admin():
+    event = SecurityEvent.objects.create(kind=SecurityEvent.Kind.LOGIN_FAILED, ip="203.0.113.5", data={})
+    client = staff_client()
+
+    changelist = client.get("/admin/accounts/securityevent/")
+    delete = client.post(f"/admin/accounts/securityevent/{event.pk}/delete/", {"post": "yes"})
+
+    assert "delete_selected" not in changelist.content.decode()
+    assert delete.status_code == 403
+    assert SecurityEvent.objects.filter(pk=event.pk).exists()
 
 
 def test_session_revoke_action_confirms_first_then_revokes():

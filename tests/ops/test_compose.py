@@ -109,7 +109,6 @@ def test_web_environment():
     assert env["PROMETHEUS_MULTIPROC_DIR"] in SERVICES["web"]["tmpfs"]
     for name in ("worker", "beat"):
         assert "MIGRATE_ON_START" not in SERVICES[name]["environment"]
-        assert "PROMETHEUS_MULTIPROC_DIR" not in SERVICES[name]["environment"]
 
 
 @pytest.mark.parametrize(("name", "role"), [("worker", "worker"), ("beat", "beat")])
@@ -136,3 +135,11 @@ def test_dockerfile_and_entrypoint():
 
     dockerignore = (ROOT / ".dockerignore").read_text().split()
     assert ".env" in dockerignore and ".venv/" in dockerignore
+
+
+def test_every_app_process_gets_its_own_writable_metrics_directory():
+    for name in ("web", "worker", "beat"):
+        service = SERVICES[name]
+        directory = service["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+        assert directory.startswith("/tmp/"), name  # not under the read-only /app
+        assert directory in service["tmpfs"], name

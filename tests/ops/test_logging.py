@@ -165,9 +165,12 @@ def django_request_log():
     handler.addFilter(RedactSecretsFilter())
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger("django.request")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # the project logs only its errors (see the test below)
     logger.addHandler(handler)
     yield stream
     logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 @pytest.mark.django_db
@@ -241,3 +244,16 @@ def test_ordinary_extras_keep_their_values_and_secret_ones_do_not(capture):
     [line] = _lines(stream)
     assert (line["session_id"], line["monkey"]) == ("6f1e0b8a", "banana")
     assert (line["stream_ticket"], line["api_key"]) == ("[redacted]", "[redacted]")
+
+
+def test_a_4xx_is_logged_once_by_the_access_line_not_again_by_django_request():
+    request_logger = logging.getLogger("django.request")
+    assert not request_logger.isEnabledFor(logging.WARNING)  # "Not Found: /x" would repeat the 404
+    assert request_logger.isEnabledFor(logging.ERROR)  # a 500 and its traceback still are
+
+
+def test_celery_logs_through_our_json_handler():
+    from chatsite.celery import app
+
+    assert app.conf.worker_hijack_root_logger is False
+    assert any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)

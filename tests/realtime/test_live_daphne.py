@@ -6,6 +6,7 @@ Redis, so the user and session created here are the ones it authenticates.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -72,3 +73,41 @@ async def test_health_over_real_http_is_json(daphne_server):
     assert status == 200
     assert body["status"] in ("ok", "degraded")
     assert "database" in body["checks"]
+
+
+@pytest.fixture(scope="module")
+def quick_ping_daphne(django_db_setup) -> Iterator[str]:
+    """daphne pinging every second and an idle timeout of 2 s (WS_PING_INTERVAL_MS + TIMEOUT_MS)."""
+    with live_daphne({"WS_PING_INTERVAL_MS": "1000", "WS_PING_TIMEOUT_MS": "1000"}) as server:
+        yield server.http
+
+
+async def test_a_client_that_only_listens_and_answers_protocol_pings_is_not_timed_out(quick_ping_daphne):
+    user = await database_sync_to_async(UserFactory)()
+    token = await database_sync_to_async(login)(user)
+    ws_url = quick_ping_daphne.replace("http://", "ws://") + "/ws"
+
+    # websockets answers the server's pings itself and sends none of its own (ping_interval=None),
+    # as a listen-only client library does; the test sends no frame for twice the idle timeout.
+    async with connect(
+        ws_url,
+        additional_headers={"Authorization": f"Bearer {token}"},
+        open_timeout=TIMEOUT,
+        ping_interval=None,
+    ) as ws:
+        hello = json.loads(await ws.recv(decode=True))
+        frames = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 4.5
+        while (left := deadline - loop.time()) > 0:
+            try:
+                frames.append(json.loads(await asyncio.wait_for(ws.recv(decode=True), left)))
+            except TimeoutError:
+                break
+        assert ws.close_code is None  # still open
+        await ws.send(json.dumps({"type": "ping", "ref": "still-here"}))
+        pong = json.loads(await ws.recv(decode=True))
+
+    assert hello["keepalive"]["idle_timeout_ms"] == 2000
+    assert [f for f in frames if f["type"] == "closing"] == []
+    assert pong == {"type": "pong", "ref": "still-here"}

@@ -33,3 +33,13 @@ class Command(BaseCommand):
                 f"  {d['device_id']} user={d['user_id']} cursor={d['cursor']} {d['state']:<12} "
                 f"queued={d['queued_at']} sent={d['sent_at']} acked={d['acknowledged_at']}"
             )
+        for d in trace["revoked_devices"]:
+            self.stdout.write(
+                f"  {d['device_id']} user={d['user_id']} revoked at {d['revoked_at']}: its queued "
+                "deliveries were deleted with it"
+            )
+        if not trace["devices"] and not trace["revoked_devices"]:
+            self.stdout.write(
+                "  no delivery rows left: acknowledged deliveries are purged after "
+                "DM_ACKED_RETENTION_HOURS, unacknowledged ones after DM_UNACKED_RETENTION_DAYS"
+            )

@@ -27,6 +27,8 @@ Extra body fields:
 - `DEVICE_MISMATCH`: `missing_devices`, `extra_devices`, `revoked_devices` (device ids).
 - `FEATURE_DISABLED`: `feature` (`dm`, `groups`, `status`, `presence`).
 - `PREKEYS_EXHAUSTED`: `exhausted_devices`.
+- `INVALID_SIGNATURE`: `field`, the key whose signature did not verify (e.g. `signed_prekey`,
+  `fallback_key`, `one_time_prekeys[3]`).
 """
 
 
