@@ -1,13 +1,17 @@
 """DM throughput and latency against the production shape: daphne processes, PostgreSQL, Redis.
 
     .venv/bin/python bench/dm_throughput.py [--senders 16] [--seconds 10] [--workers 2]
+        [--compare-workers] [--ack-every 50]
 
 Creates a scratch database, registers one recipient device and N sender devices (real Ed25519
 signatures via vodozemac), starts `--workers` daphne processes, connects every client over
 WebSocket and sends `dm.send` frames (each sender waits for its `dm.sent` before the next, like a
-real client with one message in flight). Then a single sender alone measures latency. In the same
-run it measures PostgreSQL's own single-row INSERT rate with the same number of clients, so the
-ratio shows how close the server is to the database's limit. Prints one JSON object.
+real client with one message in flight); the recipient acknowledges every `--ack-every` messages,
+as a real client does. Then a single sender alone measures latency. With `--compare-workers` the
+same is run with 1 process and then with `--workers`, and the delivered ratio is printed (does
+adding a process add throughput?). In the same run it measures PostgreSQL's own single-row INSERT
+rate and Redis' PUBLISH rate with the same number of clients: the ceilings beside our figures.
+Prints one JSON object.
 
 Every message is persisted and checked: the recipient must see cursors 1..N exactly once.
 """
@@ -154,6 +158,28 @@ def setup_parties(senders: int) -> dict:
     return out
 
 
+def redis_publish_rate(url: str, clients: int, seconds: float) -> dict:
+    """PUBLISH of a 200-byte payload from `clients` parallel connections: Redis' own limit here."""
+    import redis
+
+    counts = [0] * clients
+    stop = time.monotonic() + seconds
+    payload = b"x" * 200
+
+    def worker(i: int) -> None:
+        client = redis.Redis.from_url(url)
+        while time.monotonic() < stop:
+            client.publish("bench:publish", payload)
+            counts[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"clients": clients, "publishes_per_s": round(sum(counts) / seconds, 1)}
+
+
 # --- Where the CPU goes ---------------------------------------------------------------------------
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -213,12 +239,15 @@ def start_servers(workers: int, env: dict, server: str = "daphne") -> list[tuple
     servers = []
     for i in range(workers):
         port = 8700 + i
+        # The servers' own log lines (JSON), per run: BENCH_SERVER_LOG_DIR keeps them for reading.
+        log_dir = os.environ.get("BENCH_SERVER_LOG_DIR")
+        log = open(Path(log_dir) / f"server-{workers}w-{port}.log", "a") if log_dir else subprocess.DEVNULL  # noqa: SIM115
         proc = subprocess.Popen(
             server_command(server, port),
             cwd=ROOT,
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         servers.append((proc, port))
     for proc, port in servers:
@@ -238,7 +267,12 @@ def start_servers(workers: int, env: dict, server: str = "daphne") -> list[tuple
 
 
 async def run_load(
-    ports: list[int], parties: dict, senders: list[dict], seconds: float, start_cursor: int = 0
+    ports: list[int],
+    parties: dict,
+    senders: list[dict],
+    seconds: float,
+    start_cursor: int = 0,
+    ack_every: int = 50,
 ) -> dict:
     from websockets.asyncio.client import connect
 
@@ -249,25 +283,38 @@ async def run_load(
     stop_at = time.monotonic() + seconds
     sent = 0
     send_errors: list[str] = []
+    recipient_problems: list[dict] = []  # closing / error frames the recipient saw
+    recipient_frames: dict[str, int] = {}
+    run_id = os.urandom(4).hex()
+    duplicates_answered = 0  # dm.sent with duplicate: true (must be 0: every id is new)
 
     async def recipient_loop(ws, expected: asyncio.Future) -> None:
+        try:
+            await _recipient_loop(ws, expected)
+        except Exception as exc:  # reported, not lost with the task
+            recipient_problems.append({"exception": repr(exc)})
+
+    async def _recipient_loop(ws, expected: asyncio.Future) -> None:
         last_ack = 0
         async for raw in ws:
             frame = json.loads(raw)
+            recipient_frames[frame["type"]] = recipient_frames.get(frame["type"], 0) + 1
             if frame["type"] != "dm.message":
+                if frame["type"] in ("closing", "error"):
+                    recipient_problems.append(frame)
                 continue
             now = time.time()
             received.append((frame["cursor"], now))
             (sent_at,) = struct.unpack("!d", base64.b64decode(frame["ciphertext"] + "==")[:8])
             latencies.append(now - sent_at)
-            if frame["cursor"] - last_ack >= 200:
+            if frame["cursor"] - last_ack >= ack_every:  # as a real client acknowledges
                 last_ack = frame["cursor"]
                 await ws.send(json.dumps({"type": "dm.ack", "up_to": last_ack}))
             if expected.done() and len(received) >= expected.result():
                 done.set()
 
     async def sender_loop(ws, sender: dict, n: int) -> None:
-        nonlocal sent
+        nonlocal sent, duplicates_answered
         i = 0
         while time.monotonic() < stop_at:
             i += 1
@@ -277,7 +324,8 @@ async def run_load(
                     {
                         "type": "dm.send",
                         "conversation_id": sender["conversation_id"],
-                        "client_message_id": f"{n}-{i}",
+                        # Unique per run: a repeated id is an idempotent retry, stored once.
+                        "client_message_id": f"{run_id}-{n}-{i}",
                         "envelopes": [
                             {"device_id": recipient["device_id"], "ciphertext": payload, "type": 1}
                         ],
@@ -288,6 +336,7 @@ async def run_load(
                 reply = json.loads(await ws.recv())
                 if reply["type"] == "dm.sent":
                     sent += 1
+                    duplicates_answered += reply["duplicate"]
                     break
                 if reply["type"] == "error":
                     send_errors.append(reply["code"])
@@ -327,6 +376,9 @@ async def run_load(
         "sent": sent,
         "delivered": len(received),
         "send_errors": len(send_errors),
+        "sends_answered_as_duplicates": duplicates_answered,
+        "recipient_problems": recipient_problems[:5],
+        "recipient_frames": recipient_frames,
         "sends_per_s": round(sent / send_elapsed, 1),
         "delivered_per_s": round(len(received) / max(send_elapsed, deliver_elapsed), 1),
         "latency_p50_ms": pct(latencies, 0.50),
@@ -346,12 +398,19 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--workers", type=int, default=2, help="daphne processes")
+    parser.add_argument(
+        "--compare-workers",
+        action="store_true",
+        help="run 1 and then --workers processes in the same run and print the delivered ratio",
+    )
+    parser.add_argument("--ack-every", type=int, default=50, help="the recipient acks every N messages")
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
     parser.add_argument("--profile", help="write a py-spy profile (collapsed stacks) of worker 0 here")
     parser.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"))
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/12"))
     args = parser.parse_args()
 
+    worker_counts = [1, args.workers] if args.compare_workers and args.workers > 1 else [args.workers]
     dsn = setup_database(args.pg)
     env = {
         **os.environ,
@@ -373,66 +432,93 @@ def main() -> None:
 
     redis.Redis.from_url(args.redis).flushdb()
     parties = setup_parties(args.senders)
-    servers = start_servers(args.workers, env, args.server)
-    try:
-        ports = [p for _, p in servers]
-        spy = None
-        if args.profile:
-            spy = subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "py-spy"),
-                    "record",
-                    "-p",
-                    str(servers[0][0].pid),
-                    "-d",
-                    str(int(args.seconds)),
-                    "-f",
-                    "raw",
-                    "-o",
-                    args.profile,
-                    "-r",
-                    "200",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        pids = [proc.pid for proc, _ in servers]
-        cpu_before = cpu_by_group(pids)
-        throughput = asyncio.run(run_load(ports, parties, parties["senders"][: args.senders], args.seconds))
-        cpu_after = cpu_by_group(pids)
-        per_1000 = {
-            k: round((cpu_after[k] - cpu_before[k]) / max(throughput["sent"], 1) * 1000, 2) for k in cpu_after
-        }
-        if spy is not None:
-            spy.wait(timeout=60)
-        from dm.models import DeviceQueue
+    from dm.models import DeviceQueue
 
-        last = DeviceQueue.objects.get(device_id=parties["recipient"]["device_id"]).last_seq
-        single = asyncio.run(
-            run_load(ports[:1], parties, parties["senders"][-1:], min(args.seconds, 5), start_cursor=last)
-        )
-    finally:
-        for proc, _ in servers:
-            proc.terminate()
-        for proc, _ in servers:
-            proc.wait(timeout=10)
-    pg = postgres_insert_rate(dsn, args.senders, min(args.seconds, 5))
-    print(
-        json.dumps(
-            {
-                "server": args.server,
-                "workers": args.workers,
-                "concurrent": throughput,
-                "cpu_seconds_per_1000_messages": per_1000,
-                "single_sender": {
-                    k: single[k] for k in ("sent", "sends_per_s", "latency_p50_ms", "latency_p99_ms", "lost")
-                },
-                "postgres_single_row_insert": pg,
-                "ratio_sends_to_pg_inserts": round(throughput["sends_per_s"] / pg["inserts_per_s"], 3),
+    def last_cursor() -> int:
+        return DeviceQueue.objects.get(device_id=parties["recipient"]["device_id"]).last_seq
+
+    def one_round(workers: int, profile: str | None) -> dict:
+        """Start `workers` server processes, run the 16-sender load and the single-sender run."""
+        servers = start_servers(workers, env, args.server)
+        try:
+            ports = [p for _, p in servers]
+            spy = None
+            if profile:
+                spy = subprocess.Popen(
+                    [
+                        str(Path(sys.executable).parent / "py-spy"),
+                        "record",
+                        "-p",
+                        str(servers[0][0].pid),
+                        "-d",
+                        str(int(args.seconds)),
+                        "-f",
+                        "raw",
+                        "-o",
+                        profile,
+                        "-r",
+                        "200",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            pids = [proc.pid for proc, _ in servers]
+            cpu_before = cpu_by_group(pids)
+            throughput = asyncio.run(
+                run_load(
+                    ports,
+                    parties,
+                    parties["senders"][: args.senders],
+                    args.seconds,
+                    start_cursor=last_cursor(),
+                    ack_every=args.ack_every,
+                )
+            )
+            cpu_after = cpu_by_group(pids)
+            per_1000 = {
+                k: round((cpu_after[k] - cpu_before[k]) / max(throughput["sent"], 1) * 1000, 2)
+                for k in cpu_after
+            }
+            if spy is not None:
+                spy.wait(timeout=60)
+            single = asyncio.run(
+                run_load(
+                    ports[:1],
+                    parties,
+                    parties["senders"][-1:],
+                    min(args.seconds, 5),
+                    start_cursor=last_cursor(),
+                    ack_every=args.ack_every,
+                )
+            )
+        finally:
+            for proc, _ in servers:
+                proc.terminate()
+            for proc, _ in servers:
+                proc.wait(timeout=10)
+        return {
+            "workers": workers,
+            "concurrent": throughput,
+            "cpu_seconds_per_1000_messages": per_1000,
+            "single_sender": {
+                k: single[k] for k in ("sent", "sends_per_s", "latency_p50_ms", "latency_p99_ms", "lost")
             },
-            indent=2,
-        )
-    )
+        }
+
+    rounds = [one_round(w, args.profile if w == args.workers else None) for w in worker_counts]
+    pg = postgres_insert_rate(dsn, args.senders, min(args.seconds, 5))
+    publish = redis_publish_rate(args.redis, args.senders, min(args.seconds, 5))
+    result: dict = {
+        "server": args.server,
+        "ack_every": args.ack_every,
+        "rounds": rounds,
+        "postgres_single_row_insert": pg,
+        "redis_publish": publish,
+    }
+    if len(rounds) == 2:
+        one, two = (r["concurrent"]["delivered_per_s"] for r in rounds)
+        result["scale_out_delivered_ratio_2_over_1"] = round(two / max(one, 0.1), 2)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

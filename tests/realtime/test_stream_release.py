@@ -18,7 +18,7 @@ from django.test import AsyncRequestFactory
 
 from chatsite.accounts.selectors import session_for_token
 from chatsite.asgi import application
-from chatsite.metrics import WS_CONNECTIONS_ACTIVE
+from chatsite.metrics import WS_CONNECTIONS_ACTIVE, WS_DISCONNECTIONS_TOTAL
 from chatsite.realtime import admission, consumers, open_streams, registry, relay
 from chatsite.realtime.limits import connections
 from chatsite.realtime.sse import sse_response
@@ -186,9 +186,14 @@ async def test_fifty_failing_frames_from_one_address_do_not_lock_it_out(monkeypa
     await comm.disconnect()
 
 
+def disconnections(label: str) -> float:
+    return WS_DISCONNECTIONS_TOTAL.labels(transport="ws", reason=label)._value.get()
+
+
 async def test_ws_failure_in_a_live_event_closes_1011_and_releases(faulty):
     faulty.fail_on = {"event"}
     before = active("ws")
+    counted = disconnections("internal_error")
     user_id, bearer = await token()
     comm = await open_ws(bearer)
     await database_sync_to_async(relay.publish_to_user)(user_id, {"type": "test.x"}, source=FaultySource.name)
@@ -197,6 +202,8 @@ async def test_ws_failure_in_a_live_event_closes_1011_and_releases(faulty):
     assert frames[-1] == {"type": "closing", "code": 1011, "reason": "internal error"}
     await comm.wait(TIMEOUT)
     assert_released("ws", before)
+    # The metric label is the close code's name, never the human-readable reason.
+    assert disconnections("internal_error") == counted + 1
 
 
 async def test_ws_failure_during_cleanup_still_releases_the_slot(monkeypatch):
