@@ -8,12 +8,13 @@ and streams catch up from the database. Correctness comes from the database and 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 import redis
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
@@ -158,12 +159,41 @@ def publish_to_devices(items: list[tuple[Any, dict[str, Any]]], *, source: str |
     if not items:
         return
     events = [(device_id, _event(frame, source)) for device_id, frame in items]
-    transaction.on_commit(lambda: async_to_sync(_apublish_device_events)(events))
+    transaction.on_commit(lambda: _hand_over(events))
+
+
+# Publishes handed to the event loop and not finished yet (a task must be referenced until done).
+_in_flight: set[asyncio.Task] = set()
+
+
+def _hand_over(events: list[tuple[Any, dict[str, Any]]]) -> None:
+    """From a worker thread of the server's event loop (a sync view, a service run by the gateway
+    on the thread pool), hand the events to the loop and return at once: the thread and its
+    database connection are free for the next request instead of waiting for the delivery. Events
+    are handed over in commit order; a live event that overtakes another is put back in order by
+    the stream (dm/streams.py), and one that is lost is read from the database. Anywhere else
+    (a Celery task, a management command) the publish runs to its end here."""
+    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    if loop is not None and loop.is_running():
+        loop.call_soon_threadsafe(_start_publish, events)
+        return
+    async_to_sync(_apublish_device_events)(events)
+
+
+def _start_publish(events: list[tuple[Any, dict[str, Any]]]) -> None:
+    task = asyncio.get_running_loop().create_task(_apublish_device_events(events))
+    _in_flight.add(task)
+    task.add_done_callback(_in_flight.discard)
 
 
 async def _apublish_device_events(events: list[tuple[Any, dict[str, Any]]]) -> None:
     for device_id, event in events:
-        await _adeliver_to_device(device_id, event)
+        try:
+            await _adeliver_to_device(device_id, event)
+        except Exception:
+            # The message is stored; the device's stream reads it from the database.
+            logger.exception("live delivery failed", extra={"device_id": str(device_id)})
+            health.failures += 1  # streams of this process catch up from the database
 
 
 def publish_to_group(group_id, frame: dict[str, Any], *, source: str | None = None) -> None:
