@@ -361,10 +361,10 @@ E2EE_OTPK_CRITICAL = env.int("E2EE_OTPK_CRITICAL", default=5)
 E2EE_BUNDLE_FETCHES_PER_PAIR_PER_HOUR = env.int("E2EE_BUNDLE_FETCHES_PER_PAIR_PER_HOUR", default=20)
 E2EE_IDENTITY_CHANGES_FLAG_PER_DAY = env.int("E2EE_IDENTITY_CHANGES_FLAG_PER_DAY", default=2)
 # Coming back on an existing device (POST /e2ee/devices/{id}/challenge, then .../bind): a challenge
-# is single-use and lives this many seconds; a session may ask for this many per hour.
+# is single-use and lives this many seconds; an account may ask for this many per hour.
 E2EE_DEVICE_CHALLENGE_TTL_S = env.int("E2EE_DEVICE_CHALLENGE_TTL_S", default=120)
-E2EE_DEVICE_CHALLENGES_PER_SESSION_PER_HOUR = env.int(
-    "E2EE_DEVICE_CHALLENGES_PER_SESSION_PER_HOUR", default=10
+E2EE_DEVICE_CHALLENGES_PER_USER_PER_HOUR = env.int(
+    "E2EE_DEVICE_CHALLENGES_PER_USER_PER_HOUR", default=10
 )
 DM_SEND_RATE_PER_MIN = env.int("DM_SEND_RATE_PER_MIN", default=120)
 DM_SEND_RATE_PER_HOUR = env.int("DM_SEND_RATE_PER_HOUR", default=2000)

@@ -131,7 +131,9 @@ class DeviceQueueSource(registry.StreamSource):
             return
         await _device_seen(device_id=stream.device_id)
         acked = await _acked_position(stream.device_id)
-        cursor = _parse_cursor(stream.params.get("cursor") or stream.params.get("last_event_id"))
+        # Last-Event-ID first: an SSE client sends it on reconnect, while `?cursor=` may be left in
+        # the URL from its first connection.
+        cursor = _parse_cursor(stream.params.get("last_event_id") or stream.params.get("cursor"))
         new_feed(stream, cursor=acked if cursor is None else cursor, acked=acked)
         self.request_replay(stream)
 

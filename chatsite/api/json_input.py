@@ -8,37 +8,30 @@ input nested deeper than JSON_MAX_DEPTH is a 400 VALIDATION_ERROR before the par
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from django.conf import settings
 
 from chatsite.api.errors import ApiError
 
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # "unrolled": one C loop per run of plain characters
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
-def _too_deep(raw: str, limit: int) -> bool:
-    """Whether brackets nest deeper than `limit` outside strings. Cheap first: text with fewer
-    opening brackets than the limit cannot nest deeper (str.count runs in C)."""
-    if raw.count("[") + raw.count("{") <= limit:
-        return False
-    depth = 0
-    in_string = escaped = False
-    for ch in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif ch in "]}":
-            depth -= 1
-    return False
+
+def _too_deep(text: str, limit: int) -> bool:
+    """Whether brackets nest deeper than `limit` outside strings, at C speed (regex and str
+    methods only; a loop over the characters in Python cost ~180 ms per 8 MiB): the brackets
+    left once strings are removed lose their innermost pairs `limit` times; anything left nests
+    deeper (or does not balance, and is no JSON either)."""
+    if text.count("[") + text.count("{") <= limit:
+        return False  # cannot nest deeper: the common case, one pass in C
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text)).replace("{", "[").replace("}", "]")
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = brackets.replace("[]", "")
+    return bool(brackets)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -52,9 +45,10 @@ def loads(raw: str | bytes) -> Any:
     JSON."""
     text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
     limit = settings.JSON_MAX_DEPTH
+    refused = ApiError("VALIDATION_ERROR", f"JSON may nest at most {limit} levels deep.")
     if _too_deep(text, limit):
-        raise ApiError("VALIDATION_ERROR", f"JSON may nest at most {limit} levels deep.")
+        raise refused
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except RecursionError as exc:  # a JSON_MAX_DEPTH set above what the interpreter allows
-        raise ApiError("VALIDATION_ERROR", f"JSON may nest at most {limit} levels deep.") from exc
+        raise refused from exc

@@ -22,6 +22,7 @@ from django.db import transaction
 from chatsite.api.redis import get_async_redis
 from chatsite.metrics import REDIS_ERRORS, REDIS_READY
 from chatsite.realtime import open_streams
+from chatsite.realtime.close_codes import CloseCode
 from chatsite.realtime.names import chat_group, device_group, session_group, user_group
 
 logger = logging.getLogger("chatsite.realtime")
@@ -191,9 +192,12 @@ async def _apublish_device_events(events: list[tuple[Any, dict[str, Any]]]) -> N
         try:
             await _adeliver_to_device(device_id, event)
         except Exception:
-            # The message is stored; the device's stream reads it from the database.
+            # The message is stored. The stream that failed on it is closed 1011, as a live event
+            # that fails on the channel-layer path is: its client resumes from its cursor.
             logger.exception("live delivery failed", extra={"device_id": str(device_id)})
-            health.failures += 1  # streams of this process catch up from the database
+            stream = open_streams.by_device(device_id)
+            if stream is not None:
+                await stream.close(CloseCode.INTERNAL_ERROR, "internal error")
 
 
 def publish_to_group(group_id, frame: dict[str, Any], *, source: str | None = None) -> None:

@@ -43,8 +43,9 @@ async def authenticate(request) -> Session | None:
 
 
 def _encode(frame: dict[str, Any]) -> bytes:
-    # A frame with a cursor carries it as the SSE id, so a browser's EventSource resumes from it
-    # (Last-Event-ID) on reconnect.
+    # A frame with a cursor carries it as the SSE id, so a client that reconnects sends it back as
+    # Last-Event-ID and resumes there (a browser's EventSource needs a new `?ticket=` for each
+    # connection, so it reconnects through its own code, sending the header it kept).
     event_id = f"id: {frame['cursor']}\n" if "cursor" in frame else ""
     data = json.dumps(frame, separators=(",", ":"))
     return f"{event_id}event: {frame.get('type', 'message')}\ndata: {data}\n\n".encode()
@@ -78,12 +79,17 @@ async def _stream_response(
     channel = await layer.new_channel()
     # Bounded: what a client does not read is not buffered without end. Flow-controlled sources
     # (dm) never have more than their unacknowledged limit in it.
-    queue: asyncio.Queue[dict | None] = asyncio.Queue(maxsize=settings.SSE_MAX_QUEUED_FRAMES)
+    # Two places beyond the limit are kept for the end: a `closing` frame and the end marker, so
+    # the stream can always finish (and release what it holds) even when the client reads nothing.
+    queue: asyncio.Queue[dict | None] = asyncio.Queue(maxsize=settings.SSE_MAX_QUEUED_FRAMES + 2)
 
     async def send_frame(frame: dict[str, Any]) -> None:
-        try:
+        if frame.get("type") == "closing":
+            queue.put_nowait(frame)  # one of the two kept places
+            return
+        if queue.qsize() < settings.SSE_MAX_QUEUED_FRAMES:
             queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        else:
             WS_CONNECTION_REJECTED.labels(reason="slow_consumer").inc()
             stream.closed = True
             stream.close_reason = "slow consumer"

@@ -100,6 +100,17 @@ def device_of_user(*, user: User, device_id: Any) -> Device:
     return device
 
 
+def key_owner_device(*, session: Session, device_id: Any) -> Device:
+    """For key uploads (prekeys, signed prekey): the session's own device only. Another device of
+    the same account is 403: one-time prekeys are not signed, so a session that only knows the
+    password could otherwise fill a device's pool with keys nobody can decrypt for. Someone
+    else's (or no) device is 404; a revoked one 409 DEVICE_REVOKED."""
+    device = active_device_of_user(user=session.user, device_id=device_id)
+    if session.device_id is None or str(session.device_id) != str(device.pk):
+        raise ApiError("PERMISSION_DENIED", "Only the device itself may upload its keys.")
+    return device
+
+
 def active_device_of_user(*, user: User, device_id: Any) -> Device:
     """For key uploads: the user's own device, which must be active (409 DEVICE_REVOKED)."""
     device = device_of_user(user=user, device_id=device_id)

@@ -207,13 +207,14 @@ def _lock_unbound_session(session: Session) -> None:
 
 def device_challenge_issue(*, session: Session, device_id: Any) -> tuple[str, datetime]:
     """A random single-use challenge for binding `session` to its user's device `device_id`, and
-    when it expires. At most E2EE_DEVICE_CHALLENGES_PER_SESSION_PER_HOUR per session."""
+    when it expires. At most E2EE_DEVICE_CHALLENGES_PER_USER_PER_HOUR per user, whatever the
+    session: logging in again must not buy more (each failed bind is a flagged security event)."""
     throttling.check(
         "device_challenge",
-        session.pk,
-        limit=settings.E2EE_DEVICE_CHALLENGES_PER_SESSION_PER_HOUR,
+        session.user_id,
+        limit=settings.E2EE_DEVICE_CHALLENGES_PER_USER_PER_HOUR,
         window_seconds=3600,
-        detail="Too many device challenges for this session; try again later.",
+        detail="Too many device challenges for this account; try again later.",
     )
     device = _bindable_device(session=session, device_id=device_id)
     challenge = new_token()

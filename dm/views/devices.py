@@ -89,11 +89,11 @@ class DevicePrekeysView(_DmView):
         request=s.PrekeysUploadSerializer,
         responses={
             200: s.PrekeysRemainingSerializer,
-            **_errors("INVALID_SIGNATURE", "NOT_FOUND", "DEVICE_REVOKED", "CONFLICT"),
+            **_errors("INVALID_SIGNATURE", "PERMISSION_DENIED", "NOT_FOUND", "DEVICE_REVOKED", "CONFLICT"),
         },
     )
     def post(self, request, device_id):
-        device = selectors.active_device_of_user(user=request.user, device_id=device_id)
+        device = selectors.key_owner_device(session=request.auth, device_id=device_id)
         data = s.PrekeysUploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         remaining = prekeys_upload(device=device, **data.validated_data)
@@ -106,11 +106,18 @@ class DeviceSignedPrekeyView(_DmView):
         request=s.SignedPrekeyRotateSerializer,
         responses={
             200: s.SignedPrekeyOutSerializer,
-            **_errors("INVALID_SIGNATURE", "NOT_FOUND", "DEVICE_REVOKED", "BUNDLE_STALE", "CONFLICT"),
+            **_errors(
+                "INVALID_SIGNATURE",
+                "PERMISSION_DENIED",
+                "NOT_FOUND",
+                "DEVICE_REVOKED",
+                "BUNDLE_STALE",
+                "CONFLICT",
+            ),
         },
     )
     def put(self, request, device_id):
-        device = selectors.active_device_of_user(user=request.user, device_id=device_id)
+        device = selectors.key_owner_device(session=request.auth, device_id=device_id)
         data = s.SignedPrekeyRotateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         bundle = signed_prekey_rotate(device=device, **data.validated_data)
@@ -137,7 +144,7 @@ class DeviceChallengeView(_DmView):
         },
         description="Coming back on an existing device (docs/dm.md): a single-use challenge for "
         "the calling session, which must have no device, to bind to one of your active devices. "
-        "Valid E2EE_DEVICE_CHALLENGE_TTL_S seconds; E2EE_DEVICE_CHALLENGES_PER_SESSION_PER_HOUR.",
+        "Valid E2EE_DEVICE_CHALLENGE_TTL_S seconds; E2EE_DEVICE_CHALLENGES_PER_USER_PER_HOUR.",
     )
     def post(self, request, device_id):
         challenge, expires_at = device_challenge_issue(session=request.auth, device_id=device_id)

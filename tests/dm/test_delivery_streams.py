@@ -204,6 +204,14 @@ async def test_sse_replays_from_last_event_id_with_ids_and_heartbeats():
     assert sse.status == 200
 
 
+async def test_sse_last_event_id_wins_over_a_cursor_left_in_the_url():
+    alice, bob, conv = await pair()
+    for _ in range(3):
+        await send_as(alice, conv, [bob.device_id])
+    async with SseClient("/dm/sse?cursor=0", bob.token, headers=[(b"last-event-id", b"2")]) as sse:
+        assert (await sse.next_event("dm.message"))["id"] == "3"
+
+
 async def test_sse_stream_closes_gracefully_when_the_flag_goes_off():
     alice, bob, conv = await pair()
     async with SseClient("/dm/sse", bob.token) as sse:

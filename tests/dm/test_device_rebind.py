@@ -275,8 +275,8 @@ def test_a_session_that_already_has_a_device_cannot_take_another():
     assert_api_error(resp, code="CONFLICT", status=409)
 
 
-@override_settings(E2EE_DEVICE_CHALLENGES_PER_SESSION_PER_HOUR=2)
-def test_challenges_are_rate_limited_per_session():
+@override_settings(E2EE_DEVICE_CHALLENGES_PER_USER_PER_HOUR=2)
+def test_challenges_are_rate_limited_per_user_and_a_new_log_in_buys_none():
     bob = party()
     client, _ = log_in(bob)
     challenge_for(client, bob.device_id)
@@ -285,5 +285,7 @@ def test_challenges_are_rate_limited_per_session():
         client.post(f"/e2ee/devices/{bob.device_id}/challenge"), code="RATE_LIMITED", status=429
     )
     assert body["retry_in_seconds"] > 0
-    other, _ = log_in(bob)
-    assert other.post(f"/e2ee/devices/{bob.device_id}/challenge").status_code == 201
+    other, _ = log_in(bob)  # a fresh session of the same account
+    assert_api_error(
+        other.post(f"/e2ee/devices/{bob.device_id}/challenge"), code="RATE_LIMITED", status=429
+    )

@@ -55,6 +55,18 @@ def test_manage_py_in_a_bare_checkout_runs_in_development_mode():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No changes detected" in result.stdout
+    assert "runs in development mode" in result.stderr  # and says so
+
+
+def test_manage_py_on_a_host_that_names_a_database_stays_strict():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "REDIS_"))}
+    env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/chatsite"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "DJANGO_SECRET_KEY is not set" in result.stderr
+    assert "development mode" not in result.stderr
 
 
 def test_the_asgi_server_stays_strict_without_a_secret_key():

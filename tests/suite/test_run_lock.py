@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
@@ -40,6 +41,11 @@ def test_a_second_run_on_the_same_databases_is_refused_and_ends_no_connection_of
 
 def test_a_second_run_with_its_own_databases_is_not_refused():
     base = os.environ["DATABASE_URL"].rpartition("/")[0]
-    result = second_run(DATABASE_URL=f"{base}/chatsite_lock_probe", REDIS_URL="redis://127.0.0.1:6379/7")
+    # The same Redis server, another of its 16 databases (the probe run flushes it).
+    redis = urlsplit(os.environ["REDIS_URL"])
+    other_db = (int(redis.path.strip("/") or 0) + 8) % 16
+    result = second_run(
+        DATABASE_URL=f"{base}/chatsite_lock_probe", REDIS_URL=urlunsplit(redis._replace(path=f"/{other_db}"))
+    )
 
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
