@@ -9,6 +9,7 @@ reproduction was one frame that raised in receive(): ~50 of them locked an addre
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 
@@ -282,4 +283,31 @@ async def test_sse_failure_during_cleanup_still_releases_the_slot(monkeypatch):
     monkeypatch.setattr(admission, "unregister", broken_unregister)
     async with SseClient("/dm/sse", bearer) as sse:
         await sse.next_event("heartbeat")
+    assert_released("sse", before)
+
+
+async def test_sse_full_of_unread_frames_still_ends_when_closed_and_releases(settings):
+    # A client that reads nothing: the queue is full when the stream is closed (a revocation, a
+    # flag). The closing frame and the end marker still fit, so the response ends and releases.
+    settings.SSE_MAX_QUEUED_FRAMES = 1
+    before = active("sse")
+    _, bearer = await device_token()
+    session = await database_sync_to_async(session_for_token)(bearer)
+    request = AsyncRequestFactory().get("/dm/sse", REMOTE_ADDR=ADDRESS)
+    response = await sse_response(request, session=session, feature="dm")
+    body = response.streaming_content.__aiter__()
+    assert await body.__anext__() == b": stream open\n\n"
+    first = asyncio.ensure_future(body.__anext__())  # opens the stream; its heartbeat fills the queue
+    [stream] = list(open_streams._by_channel.values())
+    for _ in range(50):
+        if stream.state.get("dm") is not None:
+            break
+        await asyncio.sleep(0.02)
+    await stream.close(4401, "session ended")
+
+    async def rest() -> list[bytes]:
+        return [await first] + [chunk async for chunk in body]
+
+    chunks = await asyncio.wait_for(rest(), 5)  # before the fix: waited forever, slot held
+    assert b"event: closing" in chunks[-1]
     assert_released("sse", before)
