@@ -363,9 +363,7 @@ E2EE_IDENTITY_CHANGES_FLAG_PER_DAY = env.int("E2EE_IDENTITY_CHANGES_FLAG_PER_DAY
 # Coming back on an existing device (POST /e2ee/devices/{id}/challenge, then .../bind): a challenge
 # is single-use and lives this many seconds; an account may ask for this many per hour.
 E2EE_DEVICE_CHALLENGE_TTL_S = env.int("E2EE_DEVICE_CHALLENGE_TTL_S", default=120)
-E2EE_DEVICE_CHALLENGES_PER_USER_PER_HOUR = env.int(
-    "E2EE_DEVICE_CHALLENGES_PER_USER_PER_HOUR", default=10
-)
+E2EE_DEVICE_CHALLENGES_PER_USER_PER_HOUR = env.int("E2EE_DEVICE_CHALLENGES_PER_USER_PER_HOUR", default=10)
 DM_SEND_RATE_PER_MIN = env.int("DM_SEND_RATE_PER_MIN", default=120)
 DM_SEND_RATE_PER_HOUR = env.int("DM_SEND_RATE_PER_HOUR", default=2000)
 DM_MAX_MESSAGE_BYTES = env.int("DM_MAX_MESSAGE_BYTES", default=96 * 1024)

@@ -13,24 +13,22 @@ process's memory instead.
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import datetime, timedelta
 
-import redis
 from django.conf import settings
 from django.utils import timezone
 
 from chatsite.accounts.models import Session
 from chatsite.accounts.tokens import hash_token, new_token
 from chatsite.api.errors import ApiError
-from chatsite.api.redis import get_redis
+from chatsite.api.single_use import SingleUseStore
 
 _KEY = "stream_ticket:{}"
 
-# Embedded mode only: key -> (session id, monotonic expiry).
-_local: dict[str, tuple[str, float]] = {}
-_local_lock = threading.Lock()
+# Tickets by the SHA-256 of the ticket; Redis (GETDEL) or, embedded, this process.
+_store = SingleUseStore(
+    unavailable_detail="Stream tickets are unavailable; retry, or send Authorization: Bearer."
+)
 
 
 def _key(ticket: str) -> str:
@@ -41,47 +39,25 @@ def stream_ticket_issue(*, session: Session) -> tuple[str, datetime]:
     """A new ticket for `session` and when it expires."""
     ticket = new_token()
     ttl = settings.STREAM_TICKET_TTL_S
-    expires_at = timezone.now() + timedelta(seconds=ttl)
-    client = get_redis()
-    if client is None:
-        now = time.monotonic()
-        with _local_lock:
-            for key in [k for k, (_, expiry) in _local.items() if expiry <= now]:
-                del _local[key]
-            _local[_key(ticket)] = (str(session.pk), now + ttl)
-        return ticket, expires_at
-    try:
-        client.set(_key(ticket), str(session.pk), ex=ttl)
-    except redis.RedisError as exc:
-        # Another process may serve the stream, so a ticket only this process knew would not work.
-        raise ApiError(
-            "SERVICE_UNAVAILABLE", "Stream tickets are unavailable; retry, or send Authorization: Bearer."
-        ) from exc
-    return ticket, expires_at
+    _store.put(_key(ticket), str(session.pk), ttl_seconds=ttl)
+    return ticket, timezone.now() + timedelta(seconds=ttl)
 
 
 def stream_ticket_redeem(*, ticket: str) -> Session | None:
     """The live session the ticket was issued to, or None (unknown, used, expired, revoked).
 
-    Single use across every process: Redis GETDEL reads and deletes the key in one command, so of
-    two connections racing with one ticket exactly one gets the session id.
+    Single use across every process (SingleUseStore: of two connections racing with one ticket
+    exactly one gets the session id). If Redis fails the ticket counts as unknown: the connection
+    is unauthenticated and the client asks for a new ticket.
     """
     if not ticket or len(ticket) > 200:
         return None
-    client = get_redis()
-    if client is None:
-        with _local_lock:
-            session_id, expiry = _local.pop(_key(ticket), (None, 0.0))
-        if expiry <= time.monotonic():
-            return None
-    else:
-        try:
-            raw = client.getdel(_key(ticket))
-        except redis.RedisError:
-            return None  # answered as unauthenticated; the client asks for a new ticket
-        if raw is None:
-            return None
-        session_id = raw.decode()
+    try:
+        session_id = _store.take(_key(ticket))
+    except ApiError:
+        return None
+    if session_id is None:
+        return None
     return (
         Session.objects.select_related("user")
         .filter(

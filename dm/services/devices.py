@@ -9,12 +9,9 @@ copied into security events.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from datetime import datetime, timedelta
 from typing import Any
 
-import redis
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -24,7 +21,7 @@ from chatsite.accounts.services import session_bind_device, sessions_revoke_for_
 from chatsite.accounts.tokens import hash_token, new_token
 from chatsite.api import throttling
 from chatsite.api.errors import ApiError
-from chatsite.api.redis import get_redis
+from chatsite.api.single_use import SingleUseStore
 from chatsite.realtime.close_codes import CloseCode
 from chatsite.realtime.relay import close_streams
 from dm.keys import (
@@ -174,8 +171,7 @@ def device_register(
 # With REDIS_URL unset (embedded mode: one process) they live in this process's memory instead.
 
 _CHALLENGE_KEY = "e2ee:bind_challenge:{}:{}:{}"
-_local_challenges: dict[str, float] = {}  # embedded mode only: key -> monotonic expiry
-_local_challenges_lock = threading.Lock()
+_challenges = SingleUseStore(unavailable_detail="Device challenges are unavailable; retry.")
 
 
 def _challenge_key(*, session_id: Any, device_id: Any, challenge: str) -> str:
@@ -219,36 +215,17 @@ def device_challenge_issue(*, session: Session, device_id: Any) -> tuple[str, da
     device = _bindable_device(session=session, device_id=device_id)
     challenge = new_token()
     ttl = settings.E2EE_DEVICE_CHALLENGE_TTL_S
-    key = _challenge_key(session_id=session.pk, device_id=device.pk, challenge=challenge)
-    client = get_redis()
-    if client is None:
-        now = time.monotonic()
-        with _local_challenges_lock:
-            for stale in [k for k, expiry in _local_challenges.items() if expiry <= now]:
-                del _local_challenges[stale]
-            _local_challenges[key] = now + ttl
-    else:
-        try:
-            client.set(key, "1", ex=ttl)
-        except redis.RedisError as exc:
-            raise ApiError("SERVICE_UNAVAILABLE", "Device challenges are unavailable; retry.") from exc
+    _challenges.put(
+        _challenge_key(session_id=session.pk, device_id=device.pk, challenge=challenge), "1", ttl_seconds=ttl
+    )
     return challenge, timezone.now() + timedelta(seconds=ttl)
 
 
 def _challenge_spend(*, session_id: Any, device_id: Any, challenge: str) -> bool:
-    """True once for a live challenge of this session and device. Single use across processes:
-    Redis GETDEL reads and deletes in one command, so of two binds racing with one challenge
-    exactly one gets it."""
+    """True once for a live challenge of this session and device (SingleUseStore: of two binds
+    racing with one challenge exactly one gets it)."""
     key = _challenge_key(session_id=session_id, device_id=device_id, challenge=challenge)
-    client = get_redis()
-    if client is None:
-        with _local_challenges_lock:
-            expiry = _local_challenges.pop(key, 0.0)
-        return expiry > time.monotonic()
-    try:
-        return client.getdel(key) is not None
-    except redis.RedisError as exc:
-        raise ApiError("SERVICE_UNAVAILABLE", "Device challenges are unavailable; retry.") from exc
+    return _challenges.take(key) is not None
 
 
 def device_bind(
