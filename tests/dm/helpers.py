@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from channels.db import database_sync_to_async
 from rest_framework.test import APIClient
 
 from chatsite.accounts import services as account_services
@@ -85,3 +86,10 @@ def send(
         },
         format="json",
     )
+
+
+@database_sync_to_async
+def pair() -> tuple[Party, Party, int]:
+    """For async tests: Alice and Bob, each with a device, and their conversation."""
+    alice, bob = party(), party()
+    return alice, bob, open_conversation(alice, bob)

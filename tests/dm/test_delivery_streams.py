@@ -19,7 +19,7 @@ from dm.models import Delivery, Device
 from dm.services import messages as message_services
 from dm.services.messages import Envelope
 from tests.conftest import login
-from tests.dm.helpers import open_conversation, party, send
+from tests.dm.helpers import pair, send
 from tests.realtime.clients import (
     SseClient,
     frames_for,
@@ -31,12 +31,6 @@ from tests.realtime.clients import (
 from tests.redis_server import RedisProcess, relay_on
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@database_sync_to_async
-def pair():
-    alice, bob = party(), party()
-    return alice, bob, open_conversation(alice, bob)
 
 
 @database_sync_to_async

@@ -286,6 +286,4 @@ def test_challenges_are_rate_limited_per_user_and_a_new_log_in_buys_none():
     )
     assert body["retry_in_seconds"] > 0
     other, _ = log_in(bob)  # a fresh session of the same account
-    assert_api_error(
-        other.post(f"/e2ee/devices/{bob.device_id}/challenge"), code="RATE_LIMITED", status=429
-    )
+    assert_api_error(other.post(f"/e2ee/devices/{bob.device_id}/challenge"), code="RATE_LIMITED", status=429)

@@ -7,19 +7,12 @@ import asyncio
 import uuid
 
 import pytest
-from channels.db import database_sync_to_async
 
 from dm import streams
-from tests.dm.helpers import opaque_envelopes, open_conversation, party
+from tests.dm.helpers import opaque_envelopes, pair
 from tests.realtime.clients import next_frame, ws_connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@database_sync_to_async
-def pair():
-    alice, bob = party(), party()
-    return alice, bob, open_conversation(alice, bob)
 
 
 async def test_a_replay_blocked_on_the_database_does_not_delay_another_senders_dm_sent(monkeypatch):

@@ -8,16 +8,10 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chatsite.realtime import open_streams
-from tests.dm.helpers import open_conversation, party, send
+from tests.dm.helpers import pair, send
 from tests.realtime.clients import next_frame, ws_connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@database_sync_to_async
-def pair():
-    alice, bob = party(), party()
-    return alice, bob, open_conversation(alice, bob)
 
 
 async def test_a_live_delivery_that_fails_does_not_fail_the_send_and_its_stream_resumes(monkeypatch):
