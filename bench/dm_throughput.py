@@ -1,12 +1,13 @@
 """DM throughput and latency against the production shape: daphne processes, PostgreSQL, Redis.
 
     .venv/bin/python bench/dm_throughput.py [--senders 16] [--seconds 10] [--workers 2]
-        [--compare-workers] [--ack-every 50]
+        [--compare-workers] [--ack-every 50] [--transport ws|rest]
 
 Creates a scratch database, registers one recipient device and N sender devices (real Ed25519
 signatures via vodozemac), starts `--workers` daphne processes, connects every client over
 WebSocket and sends `dm.send` frames (each sender waits for its `dm.sent` before the next, like a
-real client with one message in flight); the recipient acknowledges every `--ack-every` messages,
+real client with one message in flight; `--transport rest` posts to the REST endpoint instead, one
+keep-alive connection per sender); the recipient acknowledges every `--ack-every` messages,
 as a real client does. Then a single sender alone measures latency. With `--compare-workers` the
 same is run with 1 process and then with `--workers`, and the delivered ratio is printed (does
 adding a process add throughput?). In the same run it measures PostgreSQL's own single-row INSERT
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import http.client
 import json
 import os
 import shutil
@@ -30,6 +32,7 @@ import sys
 import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -273,6 +276,7 @@ async def run_load(
     seconds: float,
     start_cursor: int = 0,
     ack_every: int = 50,
+    transport: str = "ws",
 ) -> dict:
     from websockets.asyncio.client import connect
 
@@ -342,23 +346,68 @@ async def run_load(
                     send_errors.append(reply["code"])
                     break
 
+    # REST senders: one keep-alive HTTP connection each, on a thread of their own (closed loop).
+    rest_threads = ThreadPoolExecutor(max_workers=max(1, len(senders)))
+
+    async def rest_sender_loop(port: int, sender: dict, n: int) -> None:
+        nonlocal sent, duplicates_answered
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        path = f"/dm/conversations/{sender['conversation_id']}/messages"
+        send_headers = {"Authorization": f"Bearer {sender['token']}", "Content-Type": "application/json"}
+
+        def post(body: bytes) -> tuple[int, dict]:
+            conn.request("POST", path, body=body, headers=send_headers)
+            resp = conn.getresponse()
+            return resp.status, json.loads(resp.read())
+
+        loop = asyncio.get_running_loop()
+        i = 0
+        try:
+            while time.monotonic() < stop_at:
+                i += 1
+                payload = b64(struct.pack("!d", time.time()) + os.urandom(56))
+                body = json.dumps(
+                    {
+                        "client_message_id": f"{run_id}-{n}-{i}",
+                        "envelopes": [
+                            {"device_id": recipient["device_id"], "ciphertext": payload, "type": 1}
+                        ],
+                    }
+                ).encode()
+                status, reply = await loop.run_in_executor(rest_threads, post, body)
+                if status in (200, 201):
+                    sent += 1
+                    duplicates_answered += reply["duplicate"]
+                else:
+                    send_errors.append(reply.get("code", str(status)))
+        finally:
+            conn.close()
+
     headers = {"Authorization": f"Bearer {recipient['token']}"}
     expected: asyncio.Future = asyncio.get_running_loop().create_future()
     url = f"ws://127.0.0.1:{ports[0]}/ws?cursor={start_cursor}"
     async with connect(url, additional_headers=headers, max_queue=None) as rws:
         rtask = asyncio.create_task(recipient_loop(rws, expected))
         conns = []
-        for n, s in enumerate(senders):
-            port = ports[n % len(ports)]
-            conns.append(
-                await connect(
-                    f"ws://127.0.0.1:{port}/ws", additional_headers={"Authorization": f"Bearer {s['token']}"}
+        if transport == "ws":
+            for n, s in enumerate(senders):
+                port = ports[n % len(ports)]
+                conns.append(
+                    await connect(
+                        f"ws://127.0.0.1:{port}/ws",
+                        additional_headers={"Authorization": f"Bearer {s['token']}"},
+                    )
                 )
-            )
         t0, t0_wall = time.monotonic(), time.time()
-        await asyncio.gather(
-            *(sender_loop(ws, s, n) for n, (ws, s) in enumerate(zip(conns, senders, strict=True)))
-        )
+        if transport == "ws":
+            await asyncio.gather(
+                *(sender_loop(ws, s, n) for n, (ws, s) in enumerate(zip(conns, senders, strict=True)))
+            )
+        else:
+            await asyncio.gather(
+                *(rest_sender_loop(ports[n % len(ports)], s, n) for n, s in enumerate(senders))
+            )
+        rest_threads.shutdown(wait=False)
         send_elapsed = time.monotonic() - t0
         expected.set_result(sent)
         if len(received) < sent:
@@ -404,6 +453,12 @@ def main() -> None:
         help="run 1 and then --workers processes in the same run and print the delivered ratio",
     )
     parser.add_argument("--ack-every", type=int, default=50, help="the recipient acks every N messages")
+    parser.add_argument(
+        "--transport",
+        choices=["ws", "rest"],
+        default="ws",
+        help="senders use dm.send frames or POST /dm/conversations/{id}/messages (keep-alive HTTP)",
+    )
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
     parser.add_argument("--profile", help="write a py-spy profile (collapsed stacks) of worker 0 here")
     parser.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"))
@@ -472,6 +527,7 @@ def main() -> None:
                     args.seconds,
                     start_cursor=last_cursor(),
                     ack_every=args.ack_every,
+                    transport=args.transport,
                 )
             )
             cpu_after = cpu_by_group(pids)
@@ -489,6 +545,7 @@ def main() -> None:
                     min(args.seconds, 5),
                     start_cursor=last_cursor(),
                     ack_every=args.ack_every,
+                    transport=args.transport,
                 )
             )
         finally:
@@ -510,6 +567,7 @@ def main() -> None:
     publish = redis_publish_rate(args.redis, args.senders, min(args.seconds, 5))
     result: dict = {
         "server": args.server,
+        "transport": args.transport,
         "ack_every": args.ack_every,
         "rounds": rounds,
         "postgres_single_row_insert": pg,
