@@ -17,15 +17,13 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from chatsite import drop_empty_metrics_dir
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False) if (BASE_DIR / ".env").exists() else None
-# Empty means off. prometheus_client switches to multiprocess mode when the variable is merely
-# *set*, and would write its .db files into the current directory (chatsite/__init__.py does the
-# same for the process environment, before anything can import prometheus_client).
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+drop_empty_metrics_dir()  # .env may have set PROMETHEUS_MULTIPROC_DIR= (empty means off)
 
 VERSION = "0.1.0"
 

@@ -233,8 +233,7 @@ class DeviceQueueSource(registry.StreamSource):
                 if feed.gap_timer is None or feed.gap_timer.done():
                     feed.gap_timer = stream.spawn(self._close_gap(stream, feed), name="dm gap")
                 return None
-            await self._deliver(stream, feed, frame)
-            feed.sent_pending = max(feed.sent_pending, feed.cursor)
+            await self._deliver_live(stream, feed, frame)
             await self._release_held(stream, feed)
         return None
 
@@ -244,14 +243,18 @@ class DeviceQueueSource(registry.StreamSource):
         created = datetime.fromisoformat(frame["created_at"]).timestamp()
         DM_DELIVERY_LATENCY.observe(max(0.0, time.time() - created))
 
+    async def _deliver_live(self, stream: Stream, feed: DeviceFeed, frame: dict[str, Any]) -> None:
+        """A live frame; its hand-over is recorded by the next tick (a replay page records its own)."""
+        await self._deliver(stream, feed, frame)
+        feed.sent_pending = max(feed.sent_pending, feed.cursor)
+
     async def _release_held(self, stream: Stream, feed: DeviceFeed) -> None:
         while feed.cursor + 1 in feed.held:
             if feed.room() <= 0:
                 feed.held.clear()  # still in the database; the paused replay reads them
                 self.request_replay(stream)
                 break
-            await self._deliver(stream, feed, feed.held.pop(feed.cursor + 1))
-            feed.sent_pending = max(feed.sent_pending, feed.cursor)
+            await self._deliver_live(stream, feed, feed.held.pop(feed.cursor + 1))
         if not feed.held:
             feed.cancel_gap_timer()  # the gap closed: nothing to read
 

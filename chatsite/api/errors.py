@@ -148,12 +148,17 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
 ERRORS_BODY_500 = {"code": "INTERNAL_ERROR", "detail": ERRORS["INTERNAL_ERROR"].detail}
 
 
-def json_error(code: str, detail: str | None = None, **extra: Any) -> JsonResponse:
-    err = ApiError(code, detail, **extra)
+def error_response(err: ApiError) -> JsonResponse:
+    """The envelope of an ApiError, with its headers (X-Retry-After on a 429), for plain Django
+    views (DRF views get the same through the exception handler)."""
     resp = JsonResponse(err.body(), status=err.status)
     for k, v in err.headers.items():
         resp[k] = v
     return resp
+
+
+def json_error(code: str, detail: str | None = None, **extra: Any) -> JsonResponse:
+    return error_response(ApiError(code, detail, **extra))
 
 
 def handler404(request, exception=None):

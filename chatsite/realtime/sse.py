@@ -18,11 +18,11 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.http import JsonResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 
 from chatsite.accounts.authentication import stream_session
 from chatsite.accounts.models import Session
-from chatsite.api.errors import rate_limited
+from chatsite.api.errors import error_response, rate_limited
 from chatsite.api.request import client_ip
 from chatsite.metrics import (
     WS_CONNECTION_REJECTED,
@@ -56,11 +56,7 @@ async def sse_response(request, *, session: Session, feature: str | None = None)
     reason = lease.admit()
     if reason is not None:
         WS_CONNECTION_REJECTED.labels(reason=reason).inc()
-        err = rate_limited(5, "Too many connections.")  # with X-Retry-After, as every 429
-        response = JsonResponse(err.body(), status=err.status)
-        for name, value in err.headers.items():
-            response[name] = value
-        return response
+        return error_response(rate_limited(5, "Too many connections."))  # with X-Retry-After
     try:
         response = await _stream_response(request, session=session, feature=feature, lease=lease)
     except BaseException:
@@ -91,9 +87,7 @@ async def _stream_response(
             queue.put_nowait(frame)
         else:
             WS_CONNECTION_REJECTED.labels(reason="slow_consumer").inc()
-            stream.closed = True
-            stream.close_reason = "slow consumer"
-            stream.close_code = int(CloseCode.SLOW_CONSUMER)
+            stream.mark_closed(CloseCode.SLOW_CONSUMER, "slow consumer")
             while not queue.empty():
                 queue.get_nowait()
             queue.put_nowait(

@@ -120,12 +120,16 @@ class Stream:
         # acknowledgements among them, are read while a replay runs.
         await self.heartbeat()
 
-    async def close(self, code: int, reason: str) -> None:
-        if self.closed:
-            return
+    def mark_closed(self, code: int, reason: str) -> None:
+        """Record that the server closes the stream, and why (the transport says it itself)."""
         self.closed = True
         self.close_reason = reason
         self.close_code = int(code)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.mark_closed(code, reason)
         with contextlib.suppress(Exception):
             await self._send_frame({"type": "closing", "code": int(code), "reason": reason})
         await self._close_transport(code, reason)

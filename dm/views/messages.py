@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.http import JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -13,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chatsite.api import flags
-from chatsite.api.errors import ApiError, json_error
+from chatsite.api.errors import ApiError, error_response, json_error
 from chatsite.api.flags import feature_permission
 from chatsite.api.params import IntParam, parse_int_params
 from chatsite.api.schema import error_responses, plain_view_schema
@@ -219,5 +218,5 @@ async def dm_sse(request):
     try:
         await database_sync_to_async(device_for_session)(session.device_id)
     except ApiError as err:
-        return JsonResponse(err.body(), status=err.status)
+        return error_response(err)
     return await sse.sse_response(request, session=session, feature="dm")

@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 
 import pytest
 from channels.db import database_sync_to_async
 from django.test import AsyncRequestFactory
 
 from chatsite.accounts.selectors import session_for_token
-from chatsite.asgi import application
 from chatsite.metrics import WS_CONNECTIONS_ACTIVE, WS_DISCONNECTIONS_TOTAL
 from chatsite.realtime import admission, consumers, open_streams, registry, relay
 from chatsite.realtime.limits import connections
 from chatsite.realtime.sse import sse_response
-from tests.conftest import login
 from tests.dm.helpers import party
-from tests.factories import UserFactory
-from tests.realtime.clients import Communicator, SseClient
+from tests.realtime.clients import SseClient, communicator, new_user_and_token, open_ws, until_closed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,14 +59,6 @@ def faulty():
     registry._sources.pop(FaultySource.name, None)
 
 
-@pytest.fixture(autouse=True)
-def _nothing_held_before():
-    assert (connections.total, dict(connections.per_ip)) == (0, {})
-    yield
-    connections.total = 0
-    connections.per_ip.clear()
-
-
 def active(transport: str) -> float:
     # The gauge itself: collecting the whole registry would run collectors that read the database.
     return WS_CONNECTIONS_ACTIVE.labels(transport=transport)._value.get()
@@ -82,39 +70,10 @@ def assert_released(transport: str, gauge_before: float) -> None:
     assert not open_streams._by_channel, "stream left in the in-process index"
 
 
-async def token() -> tuple[int, str]:
-    user = await database_sync_to_async(UserFactory)()
-    return user.pk, await database_sync_to_async(login)(user)
-
-
 async def device_token() -> tuple[int, str]:
     """A session bound to a registered device, as /dm/sse requires."""
     device_party = await database_sync_to_async(party)()
     return device_party.user.pk, device_party.token
-
-
-def ws(bearer: str) -> Communicator:
-    comm = Communicator(application, "/ws", headers=[(b"authorization", f"Bearer {bearer}".encode())])
-    comm.scope["client"] = (ADDRESS, 50000)
-    return comm
-
-
-async def open_ws(bearer: str) -> Communicator:
-    comm = ws(bearer)
-    connected, _ = await comm.connect(timeout=TIMEOUT)
-    assert connected
-    assert (await comm.receive_json_from(timeout=TIMEOUT))["type"] == "hello"
-    assert (await comm.receive_json_from(timeout=TIMEOUT))["type"] == "heartbeat"
-    return comm
-
-
-async def closed_with(comm: Communicator) -> tuple[int, list[dict]]:
-    frames = []
-    while True:
-        out = await comm.receive_output(timeout=TIMEOUT)
-        if out["type"] == "websocket.close":
-            return out["code"], frames
-        frames.append(json.loads(out["text"]))
 
 
 # --- /ws --------------------------------------------------------------------------------------
@@ -123,10 +82,10 @@ async def closed_with(comm: Communicator) -> tuple[int, list[dict]]:
 async def test_ws_failure_while_opening_closes_1011_and_releases(faulty):
     faulty.fail_on = {"open"}
     before = active("ws")
-    _, bearer = await token()
-    comm = ws(bearer)
+    _, bearer = await new_user_and_token()
+    comm = communicator(bearer, client_ip=ADDRESS)
     await comm.connect(timeout=TIMEOUT)
-    code, frames = await closed_with(comm)
+    code, frames = await until_closed(comm)
     assert code == 1011
     assert frames[-1] == {"type": "closing", "code": 1011, "reason": "internal error"}
     await comm.wait(TIMEOUT)
@@ -140,8 +99,8 @@ async def test_ws_failure_in_a_frame_handler_is_an_error_frame_and_the_socket_st
     registry.register_frame("test.broken", broken)
     try:
         before = active("ws")
-        _, bearer = await token()
-        comm = await open_ws(bearer)
+        _, bearer = await new_user_and_token()
+        comm, _ = await open_ws(bearer, client_ip=ADDRESS)
         await comm.send_json_to({"type": "test.broken", "ref": "b"})
         error = await comm.receive_json_from(timeout=TIMEOUT)
         assert (error["type"], error["code"], error["ref"]) == ("error", "INTERNAL_ERROR", "b")
@@ -159,8 +118,8 @@ async def test_ws_failure_while_reading_a_frame_is_an_error_frame_and_releases_l
         raise RecursionError("maximum recursion depth exceeded")
 
     before = active("ws")
-    _, bearer = await token()
-    comm = await open_ws(bearer)
+    _, bearer = await new_user_and_token()
+    comm, _ = await open_ws(bearer, client_ip=ADDRESS)
     monkeypatch.setattr(consumers.GatewayConsumer, "receive", raising_receive)
     await comm.send_to(text_data='{"type":"ping"}')
     error = await comm.receive_json_from(timeout=TIMEOUT)
@@ -176,14 +135,14 @@ async def test_fifty_failing_frames_from_one_address_do_not_lock_it_out(monkeypa
         raise RecursionError("maximum recursion depth exceeded")
 
     monkeypatch.setattr(consumers.GatewayConsumer, "receive", raising_receive)
-    _, bearer = await token()
+    _, bearer = await new_user_and_token()
     for _ in range(50):
-        comm = await open_ws(bearer)
+        comm, _ = await open_ws(bearer, client_ip=ADDRESS)
         await comm.send_to(text_data="[" * 3000 + "]" * 3000)
         assert (await comm.receive_json_from(timeout=TIMEOUT))["code"] == "INTERNAL_ERROR"
         await comm.disconnect()
-    _, bystander = await token()
-    comm = await open_ws(bystander)  # same address: admitted
+    _, bystander = await new_user_and_token()
+    comm, _ = await open_ws(bystander, client_ip=ADDRESS)  # same address: admitted
     await comm.disconnect()
 
 
@@ -195,10 +154,10 @@ async def test_ws_failure_in_a_live_event_closes_1011_and_releases(faulty):
     faulty.fail_on = {"event"}
     before = active("ws")
     counted = disconnections("internal_error")
-    user_id, bearer = await token()
-    comm = await open_ws(bearer)
-    await database_sync_to_async(relay.publish_to_user)(user_id, {"type": "test.x"}, source=FaultySource.name)
-    code, frames = await closed_with(comm)
+    user, bearer = await new_user_and_token()
+    comm, _ = await open_ws(bearer, client_ip=ADDRESS)
+    await database_sync_to_async(relay.publish_to_user)(user.pk, {"type": "test.x"}, source=FaultySource.name)
+    code, frames = await until_closed(comm)
     assert code == 1011
     assert frames[-1] == {"type": "closing", "code": 1011, "reason": "internal error"}
     await comm.wait(TIMEOUT)
@@ -212,8 +171,8 @@ async def test_ws_failure_during_cleanup_still_releases_the_slot(monkeypatch):
         raise Injected("unregister")
 
     before = active("ws")
-    _, bearer = await token()
-    comm = await open_ws(bearer)
+    _, bearer = await new_user_and_token()
+    comm, _ = await open_ws(bearer, client_ip=ADDRESS)
     monkeypatch.setattr(admission, "unregister", broken_unregister)
     await comm.disconnect()
     assert_released("ws", before)
@@ -224,8 +183,8 @@ async def test_ws_consumer_failing_outside_a_frame_releases_on_the_way_out(monke
         raise Injected("disconnect")
 
     before = active("ws")
-    _, bearer = await token()
-    comm = await open_ws(bearer)
+    _, bearer = await new_user_and_token()
+    comm, _ = await open_ws(bearer, client_ip=ADDRESS)
     monkeypatch.setattr(consumers.GatewayConsumer, "disconnect", broken_disconnect)
     await comm.send_input({"type": "websocket.disconnect", "code": 1000})
     with pytest.raises(Injected):
