@@ -341,6 +341,9 @@ REALTIME_MAX_STREAMS_PER_USER = env.int(
 # While the relay is down, connected streams poll the database at this interval.
 RELAY_POLL_INTERVAL_MS = env.int("RELAY_POLL_INTERVAL_MS", default=2000)
 RELAY_HEALTH_CHECK_INTERVAL_MS = env.int("RELAY_HEALTH_CHECK_INTERVAL_MS", default=1000)
+# How long a stream waits for Redis to confirm its device's subscription on the device bus
+# (chatsite/realtime/device_bus.py) before it counts the relay as failed and polls instead.
+DEVICE_BUS_SUBSCRIBE_TIMEOUT_S = env.float("DEVICE_BUS_SUBSCRIBE_TIMEOUT_S", default=2.0)
 
 # --- Domain limits (later issues read these; seed 000 quick reference) -----------------------
 GROUP_MAX_PARTICIPANTS = env.int("GROUP_MAX_PARTICIPANTS", default=100)

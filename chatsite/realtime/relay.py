@@ -21,7 +21,7 @@ from django.db import transaction
 
 from chatsite.api.redis import get_async_redis
 from chatsite.metrics import REDIS_ERRORS, REDIS_READY
-from chatsite.realtime import open_streams
+from chatsite.realtime import device_bus, open_streams
 from chatsite.realtime.close_codes import CloseCode
 from chatsite.realtime.names import chat_group, device_group, session_group, user_group
 
@@ -61,6 +61,11 @@ class RelayHealth:
 
     def mark_failed(self, component: str = "channel_layer") -> None:
         self._set(False, component)
+
+    def note_gap(self) -> None:
+        """Something may have been missed though Redis answers now (the device bus was not
+        listening for a while): every stream of this process catches up from the database."""
+        self.failures += 1
 
     async def check(self) -> bool:
         """Whether the relay works now (cached for RELAY_HEALTH_CHECK_INTERVAL_MS)."""
@@ -132,6 +137,10 @@ async def _adeliver_to_device(device_id, event: dict[str, Any]) -> bool:
     if stream is not None:
         await stream.handle_layer_message(event)
         return True
+    if settings.REDIS_URL:
+        # Another process (or none) holds the device's stream: the device bus, batched.
+        device_bus.bus().publish(device_id, event)
+        return True
     return await apublish(device_group(device_id), event)
 
 
@@ -178,7 +187,14 @@ def _hand_over(events: list[tuple[Any, dict[str, Any]]]) -> None:
     if loop is not None and loop.is_running():
         loop.call_soon_threadsafe(_start_publish, events)
         return
-    async_to_sync(_apublish_device_events)(events)
+    async_to_sync(_apublish_device_events_now)(events)
+
+
+async def _apublish_device_events_now(events: list[tuple[Any, dict[str, Any]]]) -> None:
+    """The same, written before returning (this loop may end with the call)."""
+    await _apublish_device_events(events)
+    if settings.REDIS_URL:
+        await device_bus.bus().drain()
 
 
 def _start_publish(events: list[tuple[Any, dict[str, Any]]]) -> None:

@@ -23,7 +23,7 @@ from django.utils import timezone
 from chatsite.accounts.selectors import session_is_live
 from chatsite.api import flags
 from chatsite.metrics import WS_CONNECTION_REJECTED, WS_MESSAGES_SENT
-from chatsite.realtime import admission, force_disconnect, open_streams, registry
+from chatsite.realtime import admission, device_bus, force_disconnect, open_streams, registry
 from chatsite.realtime.close_codes import CloseCode
 from chatsite.realtime.names import device_group, session_group, user_group
 from chatsite.realtime.relay import CONTROL_TYPE, EVENT_TYPE, health
@@ -70,6 +70,7 @@ class Stream:
         self._send_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()  # the ticker, replays, gap timers: ended by cleanup()
         self._cleaned_up = False
+        self._bus_watching = False  # this stream holds a device_bus.watch() of its device
 
     # --- subscriptions ---------------------------------------------------------------------
 
@@ -91,6 +92,12 @@ class Stream:
         except _LAYER_ERRORS:
             health.mark_failed()
             return False
+        if self.device_id is not None and settings.REDIS_URL and not self._bus_watching:
+            # The device's events from other processes (chatsite/realtime/device_bus.py).
+            self._bus_watching = True
+            if not await device_bus.bus().watch(self.device_id):
+                health.mark_failed("device_bus")
+                return False
         return True
 
     async def open(self) -> None:
@@ -169,6 +176,10 @@ class Stream:
             await asyncio.wait(tasks, timeout=1.0)
         with contextlib.suppress(Exception):
             await admission.unregister(self.user_id, self.device_id, self.channel_name)
+        if self._bus_watching:
+            self._bus_watching = False
+            with contextlib.suppress(Exception):
+                await device_bus.bus().unwatch(self.device_id)
         for group in self.groups():
             with contextlib.suppress(Exception):
                 await self.channel_layer.group_discard(group, self.channel_name)

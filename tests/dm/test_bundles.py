@@ -4,18 +4,23 @@ flagged fallback when a pool is empty, rate limits per pair, blocks, and keys.lo
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 import uuid
 from datetime import timedelta
 
 import pytest
+import redis
 import vodozemac
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 
 from chatsite.accounts import services as account_services
+from chatsite.realtime import device_bus
 from chatsite.realtime.names import device_group
 from dm.models import Device, KeyBundle, OneTimePrekey
 from tests.conftest import assert_api_error
@@ -291,7 +296,7 @@ def test_revoked_devices_never_appear():
     ]
 
 
-# --- keys.low and stream close, through the real channel layer ------------------------------
+# --- keys.low (through the device bus) and stream close (through the channel layer) --------
 
 
 def _listen(device_id) -> str:
@@ -313,17 +318,33 @@ def _receive(channel: str, timeout: float = 5.0) -> dict | None:
     return async_to_sync(receive)()
 
 
+def _listen_events(device_id):
+    """Subscribe, as another process's stream of the device would, to its device-bus channel."""
+    pubsub = redis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(device_bus.channel(device_id))
+    return pubsub
+
+
+def _receive_event(pubsub, timeout: float = 5.0) -> dict | None:
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        message = pubsub.get_message(timeout=left)
+        if message is not None:
+            return json.loads(message["data"])
+    return None
+
+
 @pytest.mark.django_db(transaction=True)
 def test_keys_low_is_published_when_the_pool_falls_to_the_watermark():
     target, [(_, device_id)] = _target(12)
-    channel = _listen(device_id)
+    events = _listen_events(device_id)
     fetcher, _ = session_client(UserFactory())
 
     assert fetcher.get(f"/e2ee/bundles/{target.pk}").status_code == 200  # 12 -> 11: not low yet
-    assert _receive(channel, timeout=0.5) is None
+    assert _receive_event(events, timeout=0.5) is None
 
     assert fetcher.get(f"/e2ee/bundles/{target.pk}").status_code == 200  # 11 -> 10
-    message = _receive(channel)
+    message = _receive_event(events)
     assert message is not None and message["type"] == "realtime.event" and message["source"] == "dm"
     assert message["frame"] == {"type": "keys.low", "device_id": device_id, "prekeys_remaining": 10}
 
@@ -331,10 +352,10 @@ def test_keys_low_is_published_when_the_pool_falls_to_the_watermark():
 @pytest.mark.django_db(transaction=True)
 def test_no_keys_low_when_the_claim_rolls_back():
     target, [(_, device_id)] = _target(0, fallback=False)
-    channel = _listen(device_id)
+    events = _listen_events(device_id)
     fetcher, _ = session_client(UserFactory())
     assert fetcher.get(f"/e2ee/bundles/{target.pk}").status_code == 409
-    assert _receive(channel, timeout=0.5) is None
+    assert _receive_event(events, timeout=0.5) is None
 
 
 @pytest.mark.django_db(transaction=True)
