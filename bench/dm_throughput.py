@@ -513,6 +513,11 @@ def main() -> None:
                         profile,
                         "-r",
                         "200",
+                        # Sample without stopping the process (stopping it at 200 Hz distorts a
+                        # server with many threads), and only the thread holding the GIL: where
+                        # the Python CPU goes.
+                        "--nonblocking",
+                        "--gil",
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

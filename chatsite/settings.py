@@ -344,6 +344,9 @@ RELAY_HEALTH_CHECK_INTERVAL_MS = env.int("RELAY_HEALTH_CHECK_INTERVAL_MS", defau
 # How long a stream waits for Redis to confirm its device's subscription on the device bus
 # (chatsite/realtime/device_bus.py) before it counts the relay as failed and polls instead.
 DEVICE_BUS_SUBSCRIBE_TIMEOUT_S = env.float("DEVICE_BUS_SUBSCRIBE_TIMEOUT_S", default=2.0)
+# A quiet device-bus connection is PINGed this often; one silent for three intervals is replaced
+# (and every stream of the process catches up from the database).
+DEVICE_BUS_PING_INTERVAL_S = env.float("DEVICE_BUS_PING_INTERVAL_S", default=5.0)
 
 # --- Domain limits (later issues read these; seed 000 quick reference) -----------------------
 GROUP_MAX_PARTICIPANTS = env.int("GROUP_MAX_PARTICIPANTS", default=100)

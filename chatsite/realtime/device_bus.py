@@ -32,6 +32,7 @@ import weakref
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 from django.conf import settings
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -64,6 +65,7 @@ class DeviceBus:
         self._reader: asyncio.Task | None = None
         self._outbox: list[tuple[str, bytes]] = []
         self._flusher: asyncio.Task | None = None
+        self._client: aioredis.Redis | None = None
 
     # --- subscribing --------------------------------------------------------------------
 
@@ -106,6 +108,15 @@ class DeviceBus:
         await asyncio.wait_for(asyncio.gather(*waiters), settings.DEVICE_BUS_SUBSCRIBE_TIMEOUT_S)
         return True
 
+    def _subscriber_client(self):
+        """Its own client: no read timeout (a quiet subscriber is fine; the shared client's 0.5 s
+        would drop it every half second), liveness by PING instead (_dispatch_all)."""
+        if self._client is None:
+            self._client = aioredis.Redis.from_url(
+                settings.REDIS_URL, socket_connect_timeout=0.5, socket_timeout=None, socket_keepalive=True
+            )
+        return self._client
+
     def _ensure_reader(self) -> None:
         if self._reader is None or self._reader.done():
             self._reader = asyncio.get_running_loop().create_task(self._read(), name="device-bus")
@@ -116,7 +127,7 @@ class DeviceBus:
         delay = 0.2
         first = True
         while True:
-            pubsub = get_async_redis().pubsub()
+            pubsub = self._subscriber_client().pubsub()
             try:
                 # Always one subscription, so the connection stays in subscribed mode even when
                 # no device is watched; then every device this process watches.
@@ -153,10 +164,18 @@ class DeviceBus:
             delay = min(delay * 2, 5.0)
 
     async def _dispatch_all(self, pubsub) -> None:
+        loop = asyncio.get_running_loop()
+        interval = settings.DEVICE_BUS_PING_INTERVAL_S
+        heard = loop.time()  # when Redis last said anything on this connection
         while True:
-            message = await pubsub.get_message(timeout=None)
+            message = await pubsub.get_message(timeout=interval)
+            now = loop.time()
             if message is None:
+                if now - heard > 3 * interval:
+                    raise redis.ConnectionError("device bus: no answer to PING")
+                await pubsub.ping()
                 continue
+            heard = now
             kind = message["type"]
             if kind == "message":
                 await self._dispatch(message)

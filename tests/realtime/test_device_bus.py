@@ -64,6 +64,20 @@ async def test_a_stream_is_subscribed_on_the_bus_before_its_open_returns():
     await ws.disconnect()
 
 
+async def test_a_quiet_subscriber_connection_stays_up(settings):
+    settings.DEVICE_BUS_PING_INTERVAL_S = 0.2
+    _, bob, _ = await pair()
+    ws = await ws_connect(bob.token)
+    await next_frame(ws, "heartbeat")
+    failures, pubsub = health.failures, device_bus.bus()._pubsub
+
+    await asyncio.sleep(1.5)  # longer than the shared client's read timeout, several PINGs
+
+    assert health.failures == failures  # never marked failed, so no needless catch-up
+    assert device_bus.bus()._pubsub is pubsub  # the same connection
+    await ws.disconnect()
+
+
 async def test_a_replacement_stream_keeps_the_device_subscribed_when_the_old_one_closes():
     _, bob, _ = await pair()
     first = await ws_connect(bob.token)
