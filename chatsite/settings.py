@@ -352,6 +352,12 @@ DEVICE_BUS_PING_INTERVAL_S = env.float("DEVICE_BUS_PING_INTERVAL_S", default=5.0
 GROUP_MAX_PARTICIPANTS = env.int("GROUP_MAX_PARTICIPANTS", default=100)
 GROUP_MESSAGE_RATE_PER_USER_PER_MIN = env.int("GROUP_MESSAGE_RATE_PER_USER_PER_MIN", default=40)
 GROUP_INVITE_TTL_HOURS = env.int("GROUP_INVITE_TTL_HOURS", default=72)
+GROUP_INVITE_CREATES_PER_USER_PER_HOUR = env.int("GROUP_INVITE_CREATES_PER_USER_PER_HOUR", default=20)
+GROUP_INVITE_REDEEMS_PER_USER_PER_HOUR = env.int("GROUP_INVITE_REDEEMS_PER_USER_PER_HOUR", default=30)
+# Largest group message ciphertext, and largest sender-key envelope (bytes).
+GROUP_MAX_MESSAGE_BYTES = env.int("GROUP_MAX_MESSAGE_BYTES", default=96 * 1024)
+# Messages per page of GET /groups/{id}/messages and of a group.sync replay.
+GROUP_FETCH_PAGE_SIZE = env.int("GROUP_FETCH_PAGE_SIZE", default=200)
 STATUS_TTL_HOURS = env.int("STATUS_TTL_HOURS", default=24)
 PRESENCE_HEARTBEAT_S = env.int("PRESENCE_HEARTBEAT_S", default=25)
 

@@ -11,6 +11,7 @@ urlpatterns = [
     path("", include("ops.urls")),
     path("", include("chatsite.accounts.urls")),
     path("", include("dm.urls")),
+    path("", include("groups.urls")),
     path("admin/", admin.site.urls),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-docs"),

@@ -21,6 +21,7 @@ from dm.models import Conversation, Device, Message
 from dm.selectors.devices import active_devices
 from dm.services import devices as device_services
 from dm.services import messages as message_services
+from groups.models import Group
 from tests.dm.olm_client import OlmDevice, new_client_message_id
 
 DEFAULT_PASSWORD = "correct horse battery staple"
@@ -176,3 +177,37 @@ class MessageFactory(factory.Factory):
             envelopes=[message_services.Envelope(str(d), ciphertext, 1) for d in recipients],
         )
         return result.message
+
+
+# --- groups -----------------------------------------------------------------------------------
+
+
+class GroupFactory(factory.Factory):
+    """A group made by `group_create`: `owner` (a new user unless given) is its owner and only
+    member. Add members with `group_add_members`."""
+
+    class Meta:
+        model = Group
+
+    owner = factory.SubFactory(UserFactory)
+    title = factory.Sequence(lambda n: f"group {n}")
+
+    @classmethod
+    def _create(cls, model_class, *, owner, title):
+        from groups.services.members import group_create
+
+        return group_create(user_id=owner.pk, title=title)
+
+
+def group_add_members(group, *users, role: str = "member") -> list:
+    """Admit `users` to `group` through `_admit` (the capacity-checked admission every add, join
+    and invite uses), each in its own transaction; returns their participations."""
+    from django.db import transaction
+
+    from groups.services.members import _admit
+
+    members = []
+    for user in users:
+        with transaction.atomic():
+            members.append(_admit(group_id=group.pk, user_id=user.pk, role=role))
+    return members

@@ -18,7 +18,7 @@ from rest_framework.exceptions import ValidationError
 
 from chatsite.accounts import login_throttle, selectors
 from chatsite.accounts.models import Block, Contact, SecurityEvent, Session, User, normalize_username
-from chatsite.accounts.signals import sessions_revoked
+from chatsite.accounts.signals import account_disabled, sessions_revoked
 from chatsite.accounts.tokens import hash_token, new_token
 from chatsite.accounts.validators import UsernameValidator
 from chatsite.api import throttling
@@ -178,6 +178,7 @@ def account_disable(*, user: User, by: User | None = None, reason: str = "") -> 
     """Disable the account, end every session and close its live websockets."""
     User.objects.filter(pk=user.pk).update(disabled=True)
     user.disabled = True
+    account_disabled.send(sender=User, user_id=user.pk)
     revoked = len(_revoke(Session.objects.filter(user=user), user_id=user.pk, reason="account_disabled"))
     SecurityEvent.objects.create(
         kind=SecurityEvent.Kind.ACCOUNT_DISABLED,

@@ -39,6 +39,7 @@ from dm.keys import (
 )
 from dm.models import Delivery, Device, DeviceQueue, KeyBundle, OneTimePrekey
 from dm.selectors.devices import active_device_of_user
+from dm.signals import device_added, device_revoked
 
 logger = logging.getLogger("chatsite.dm")
 security_log = logging.getLogger("chatsite.security")
@@ -153,6 +154,7 @@ def device_register(
         DeviceQueue.objects.create(device=device, last_seq=0)
         session_bind_device(session=session, device_id=device.pk)
         _record_identity_change(user=user, device=device)
+        device_added.send(sender=Device, user_id=user.pk, device_id=device.pk)
     logger.info(
         "device registered", extra={"user_id": user.pk, "device_id": str(device.pk), "uploaded": len(otpks)}
     )
@@ -351,6 +353,7 @@ def device_revoke(*, device: Device, by_user: User) -> Device:
         queued, _ = Delivery.objects.filter(device=locked, delivered_at__isnull=True).delete()
         sessions = sessions_revoke_for_device(device_id=locked.pk, reason="device_revoked")
         close_streams(device_id=locked.pk, code=CloseCode.FORBIDDEN, reason="device revoked")
+        device_revoked.send(sender=Device, user_id=locked.user_id, device_id=locked.pk)
         SecurityEvent.objects.create(
             kind=SecurityEvent.Kind.DEVICE_REVOKED,
             user_id=locked.user_id,
