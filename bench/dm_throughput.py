@@ -112,16 +112,40 @@ def setup_database(base_dsn: str) -> str:
     return f"{base_dsn}/{BENCH_DB}"
 
 
+def register_device(session, name: str):
+    """A device with real keys (a vodozemac account: Ed25519-signed fallback key), registered
+    through the service the API calls. Django must be set up."""
+    import vodozemac
+
+    from dm.services import devices as device_services
+
+    account = vodozemac.Account()
+    account.generate_fallback_key()
+    ((kid, key),) = account.fallback_key.items()
+    signed = {
+        "key_id": kid,
+        "public_key": key.to_base64(),
+        "signature": account.sign(key.to_bytes()).to_base64(),
+    }
+    return device_services.device_register(
+        session=session,
+        name=name,
+        identity_key=account.curve25519_key.to_base64(),
+        signing_key=account.ed25519_key.to_base64(),
+        signed_prekey=signed,
+        one_time_prekeys=[],
+        fallback_key=signed,
+    )
+
+
 def setup_parties(senders: int) -> dict:
     """Users, sessions and devices through the real services; returns tokens and ids."""
     import django
 
     django.setup()
-    import vodozemac
     from django.core.management import call_command
 
     from chatsite.accounts import services as accounts
-    from dm.services import devices as device_services
     from dm.services import messages as message_services
 
     call_command("migrate", verbosity=0)
@@ -129,23 +153,7 @@ def setup_parties(senders: int) -> dict:
     def party(name: str) -> dict:
         user = accounts.user_register(username=name, password="bench-password-123456")
         session, token = accounts.session_login(username=name, password="bench-password-123456")
-        account = vodozemac.Account()
-        account.generate_fallback_key()
-        ((kid, key),) = account.fallback_key.items()
-        signed = {
-            "key_id": kid,
-            "public_key": key.to_base64(),
-            "signature": account.sign(key.to_bytes()).to_base64(),
-        }
-        device = device_services.device_register(
-            session=session,
-            name=f"{name}-device",
-            identity_key=account.curve25519_key.to_base64(),
-            signing_key=account.ed25519_key.to_base64(),
-            signed_prekey=signed,
-            one_time_prekeys=[],
-            fallback_key=signed,
-        )
+        device = register_device(session, f"{name}-device")
         return {"user": user, "token": token, "device_id": str(device.pk)}
 
     recipient = party("recipient")

@@ -222,6 +222,7 @@ CELERY_TIMEZONE = "UTC"
 # Celery beat: TTL cleanup and integrity checks (later issues add theirs here).
 CELERY_BEAT_SCHEDULE: dict = {
     "dm-purge-deliveries": {"task": "dm.tasks.purge_deliveries", "schedule": 600.0},
+    "groups-purge-messages": {"task": "groups.tasks.purge_group_messages", "schedule": 600.0},
 }
 
 # --- REST framework / OpenAPI -----------------------------------------------------------------
@@ -358,8 +359,28 @@ GROUP_INVITE_REDEEMS_PER_USER_PER_HOUR = env.int("GROUP_INVITE_REDEEMS_PER_USER_
 GROUP_MAX_MESSAGE_BYTES = env.int("GROUP_MAX_MESSAGE_BYTES", default=96 * 1024)
 # Messages per page of GET /groups/{id}/messages and of a group.sync replay.
 GROUP_FETCH_PAGE_SIZE = env.int("GROUP_FETCH_PAGE_SIZE", default=200)
+# A live group frame that overtook an earlier one waits this long for it before the stream reads
+# the database instead; at most GROUP_REORDER_MAX_HELD such frames per group and stream.
+GROUP_REORDER_WAIT_MS = env.int("GROUP_REORDER_WAIT_MS", default=200)
+GROUP_REORDER_MAX_HELD = env.int("GROUP_REORDER_MAX_HELD", default=100)
+# Retention (groups.tasks.purge_group_messages, every 10 minutes): group messages older than
+# this many days are deleted, in batches of GROUP_PURGE_BATCH_SIZE, at most GROUP_PURGE_MAX_BATCHES
+# batches a run.
+GROUP_MESSAGE_RETENTION_DAYS = env.int("GROUP_MESSAGE_RETENTION_DAYS", default=30)
+GROUP_PURGE_BATCH_SIZE = env.int("GROUP_PURGE_BATCH_SIZE", default=1000)
+GROUP_PURGE_MAX_BATCHES = env.int("GROUP_PURGE_MAX_BATCHES", default=100)
 STATUS_TTL_HOURS = env.int("STATUS_TTL_HOURS", default=24)
 PRESENCE_HEARTBEAT_S = env.int("PRESENCE_HEARTBEAT_S", default=25)
+
+# --- Ephemeral rooms (relay-only, seed 003; groups/rooms.py, docs/rooms.md) ------------------
+# Seconds a room's Redis keys live without activity (create, join, leave, send refresh them).
+ROOM_IDLE_TTL_S = env.int("ROOM_IDLE_TTL_S", default=3600)
+# Connections one room may hold at once (a user with two connections in a room counts twice).
+ROOM_MAX_MEMBERS = env.int("ROOM_MAX_MEMBERS", default=50)
+# Largest `ciphertext` of a room.send (bytes); the per-connection frame budgets apply as well.
+ROOM_MAX_MESSAGE_BYTES = env.int("ROOM_MAX_MESSAGE_BYTES", default=64 * 1024)
+# Rooms one client address may create per minute (seed 003 "Performance Tuning").
+MAX_ROOM_CREATES_PER_IP_PER_MIN = env.int("MAX_ROOM_CREATES_PER_IP_PER_MIN", default=10)
 
 # --- E2EE direct messages (seed 001) -----------------------------------------------------------
 E2EE_MAX_DEVICES_PER_USER = env.int("E2EE_MAX_DEVICES_PER_USER", default=10)

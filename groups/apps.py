@@ -9,8 +9,12 @@ class GroupsConfig(AppConfig):
         from groups import (
             frames,
             receivers,  # noqa: F401  (connects dm's and accounts' signals)
+            room_frames,
+            streams,
         )
         from groups.metrics import state_collector
 
         frames.register()
+        room_frames.register()
+        streams.register()
         register_state_collector(state_collector)

@@ -12,6 +12,7 @@ from chatsite.api.errors import ApiError
 from chatsite.realtime import registry
 from chatsite.realtime.stream import Stream
 from dm.selectors.devices import device_for_session
+from groups import streams
 from groups.presenters_messages import sent_body
 from groups.selectors.members import require_member
 from groups.selectors.messages import MessagePage, group_messages_page
@@ -50,7 +51,9 @@ _send_async = database_sync_to_async(_send, thread_sensitive=False)
 async def handle_send(stream: Stream, frame: dict[str, Any]) -> dict[str, Any]:
     """group.send: `group_message_send`, exactly as POST /groups/{id}/messages calls it."""
     data = dict(_validated(GroupFrameSendSerializer, frame))
-    return {"type": "group.sent", **await _send_async(stream, data)}
+    body = await _send_async(stream, data)
+    streams.source.note_sent(stream, body["group_id"], body["seq"])
+    return {"type": "group.sent", **body}
 
 
 def _ack(stream: Stream, data: dict[str, Any]) -> dict[str, Any]:
@@ -81,8 +84,9 @@ _page_async = database_sync_to_async(_page, thread_sensitive=False)
 
 async def handle_sync(stream: Stream, frame: dict[str, Any]) -> dict[str, Any]:
     """group.sync: every readable message after `since` as `group.message` frames, then
-    `group.synced` with the cursor reached (`has_more`: sync again from it). Live frames may
-    interleave with the replay; a client drops a seq it already has."""
+    `group.synced` with the cursor reached (`has_more`: sync again from it). The stream's own
+    feed (groups/streams.py) then goes on after that cursor; a replay already under way may still
+    send a seq twice, and a client drops a seq it already has."""
     data = _validated(GroupFrameSyncSerializer, frame)
     cursor = data["since"]
     has_more = False
@@ -91,6 +95,7 @@ async def handle_sync(stream: Stream, frame: dict[str, Any]) -> dict[str, Any]:
         for item in page.frames:
             await stream.send(item)
         cursor, has_more = page.cursor, page.has_more
+        streams.source.note_synced(stream, data["group_id"], cursor)
         if not has_more:
             break
     return {"type": "group.synced", "group_id": str(data["group_id"]), "cursor": cursor, "has_more": has_more}

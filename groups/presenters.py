@@ -30,6 +30,10 @@ def member_body(member: MemberView) -> dict[str, Any]:
         "role": p.role,
         "joined_at": p.joined_at.isoformat(),
         "devices": [str(d) for d in member.devices],
+        "device_keys": [
+            {"device_id": str(d), "identity_key": identity, "signing_key": signing}
+            for d, identity, signing in member.device_keys
+        ],
     }
 
 

@@ -14,6 +14,7 @@ from chatsite.api.redis import get_redis
 from tests import openapi, run_lock
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 from tests.realtime.clients import disconnect_leftovers
+from tests.redis_server import RedisProcess, relay_on
 
 
 def pytest_sessionstart(session):
@@ -133,6 +134,19 @@ def assert_api_error(resp, *, code: str, status: int) -> dict:
     assert body["code"] == code, body
     assert isinstance(body["detail"], str) and body["detail"], body
     return body
+
+
+@pytest.fixture
+def throwaway_redis():
+    """A redis-server this test owns (tests/redis_server.py), every Redis user of the process
+    pointed at it: the test may really stop and start it."""
+    server = RedisProcess()
+    server.start()
+    try:
+        with relay_on(server):
+            yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

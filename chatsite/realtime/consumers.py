@@ -149,6 +149,7 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             send_frame=self.send_json,
             close_transport=self._close_transport,
             params=params,
+            client_ip=self.lease.ip,
         )
         self._holder["stream"] = self.stream
         self.lease.attach(self.stream)

@@ -15,3 +15,8 @@ def device_group(device_id) -> str:
 
 def chat_group(group_id) -> str:
     return f"g.{group_id}"
+
+
+def room_group(room_id: str) -> str:
+    """An ephemeral relay room (groups/rooms.py); room ids are URL-safe tokens."""
+    return f"r.{room_id}"

@@ -114,6 +114,7 @@ async def _stream_response(
         send_frame=send_frame,
         close_transport=close_transport,
         params=params,
+        client_ip=lease.ip,
     )
 
     async def pump() -> None:

@@ -47,8 +47,11 @@ class Stream:
         send_frame: Callable[[dict[str, Any]], Awaitable[None]],
         close_transport: Callable[[int, str], Awaitable[None]],
         params: dict[str, str] | None = None,
+        client_ip: str | None = None,
     ) -> None:
         self.transport = transport
+        # The client's address as the transport worked it out (per-IP limits of domains).
+        self.client_ip = client_ip
         self.user_id = user_id
         self.session_id = session_id
         self.device_id = device_id
@@ -71,6 +74,9 @@ class Stream:
         self._tasks: set[asyncio.Task] = set()  # the ticker, replays, gap timers: ended by cleanup()
         self._cleaned_up = False
         self._bus_watching = False  # this stream holds a device_bus.watch() of its device
+        self._joined_groups: set[str] = set()  # join_group(): extra groups, discarded by cleanup()
+        # on_cleanup(): async callbacks run (best effort) when the stream ends, by key
+        self._cleanup_hooks: dict[str, Callable[[], Awaitable[None]]] = {}
 
     # --- subscriptions ---------------------------------------------------------------------
 
@@ -83,7 +89,32 @@ class Stream:
             groups.append(device_group(self.device_id))
         for src in self.active_sources():
             groups.extend(src.groups(self))
+        groups.extend(sorted(self._joined_groups))
         return groups
+
+    async def join_group(self, name: str) -> None:
+        """Listen to one more channel-layer group until leave_group() or the end of the stream
+        (re-joined with the others when the relay comes back). Raises the layer's error."""
+        self._joined_groups.add(name)
+        try:
+            await self.channel_layer.group_add(name, self.channel_name)
+        except _LAYER_ERRORS:
+            self._joined_groups.discard(name)
+            health.mark_failed()
+            raise
+
+    async def leave_group(self, name: str) -> None:
+        """Stop listening to a group joined with join_group(); best effort."""
+        self._joined_groups.discard(name)
+        with contextlib.suppress(Exception):
+            await self.channel_layer.group_discard(name, self.channel_name)
+
+    def on_cleanup(self, key: str, callback: Callable[[], Awaitable[None]] | None) -> None:
+        """Run `callback` (best effort) when the stream ends; None forgets the callback of `key`."""
+        if callback is None:
+            self._cleanup_hooks.pop(key, None)
+        else:
+            self._cleanup_hooks[key] = callback
 
     async def _subscribe(self) -> bool:
         try:
@@ -180,6 +211,12 @@ class Stream:
             self._bus_watching = False
             with contextlib.suppress(Exception):
                 await device_bus.bus().unwatch(self.device_id)
+        hooks, self._cleanup_hooks = list(self._cleanup_hooks.values()), {}
+        for hook in hooks:
+            try:
+                await asyncio.wait_for(hook(), timeout=2.0)
+            except Exception:
+                logger.warning("stream cleanup hook failed", exc_info=True)
         for group in self.groups():
             with contextlib.suppress(Exception):
                 await self.channel_layer.group_discard(group, self.channel_name)
@@ -267,9 +304,13 @@ class Stream:
                 await self.close(CloseCode.PING_TIMEOUT, "ping timeout")
 
     async def _check_features(self) -> None:
+        told: set[str] = set()  # one `feature.disabled` per feature, however many sources it has
         for src in registry.sources():
             if src.feature and src.name not in self._disabled_sources and not flags.is_enabled(src.feature):
                 self._disabled_sources.add(src.name)
+                if src.feature in told:
+                    continue
+                told.add(src.feature)
                 detail = flags.FLAGS[src.feature].disabled_detail
                 await self.send({"type": "feature.disabled", "feature": src.feature, "detail": detail})
                 if self.params.get("_feature") == src.feature:

@@ -26,6 +26,9 @@ class MemberView:
     participant: Participant
     username: str
     devices: list[uuid.UUID]
+    # (device id, Curve25519 identity key, Ed25519 signing key): public keys, so a member can
+    # check a sender-key envelope's Olm sender without claiming a one-time prekey for it.
+    device_keys: list[tuple[uuid.UUID, str, str]]
 
 
 @dataclass(frozen=True)
@@ -41,14 +44,17 @@ def member_views(group_id: Any, user_ids: list[int] | None = None) -> list[Membe
     if user_ids is not None:
         rows = rows.filter(user_id__in=user_ids)
     participants = list(rows.order_by("joined_at", "pk"))
-    devices: dict[int, list[uuid.UUID]] = defaultdict(list)
-    for uid, device_id in (
+    devices: dict[int, list[tuple[uuid.UUID, str, str]]] = defaultdict(list)
+    for uid, device_id, identity_key, signing_key in (
         Device.objects.filter(user_id__in=[p.user_id for p in participants], status=Device.Status.ACTIVE)
         .order_by("created_at", "device_id")
-        .values_list("user_id", "device_id")
+        .values_list("user_id", "device_id", "identity_key", "signing_key")
     ):
-        devices[uid].append(device_id)
-    return [MemberView(p, p.user.username, devices[p.user_id]) for p in participants]
+        devices[uid].append((device_id, identity_key, signing_key))
+    return [
+        MemberView(p, p.user.username, [d for d, _, _ in devices[p.user_id]], devices[p.user_id])
+        for p in participants
+    ]
 
 
 def group_detail(*, group_id: Any, user_id: int) -> GroupDetail:

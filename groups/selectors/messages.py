@@ -8,12 +8,13 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from groups.models import (
     PROTO_MESSAGE,
     PROTO_SENDER_KEY,
+    Delivery,
     EpochChange,
     Group,
     GroupMessage,
@@ -36,11 +37,13 @@ def group_messages_page(
     *, group_id: Any, device_id: Any, joined_seq: int, since: int, limit: int
 ) -> MessagePage:
     """Messages of the group after `since` that the reading device may read: never before its
-    user joined (`joined_seq`); proto 1 with their ciphertext; proto 11 only those carrying an
-    envelope for this device, with that envelope. Two queries."""
+    user joined (`joined_seq`), never its own (as in a DM queue: the sender's other devices get
+    them, the sending device has them already); proto 1 with their ciphertext; proto 11 only
+    those carrying an envelope for this device, with that envelope. Two queries."""
     after = max(since, joined_seq)
     rows = list(
         GroupMessage.objects.filter(group_id=group_id, seq__gt=after)
+        .exclude(sender_device_id=device_id)
         .filter(
             Q(proto=PROTO_MESSAGE) | Q(proto=PROTO_SENDER_KEY, sender_key__envelopes__device_id=device_id)
         )
@@ -86,3 +89,18 @@ def metrics_summary() -> dict[str, Any]:
 def unacked_envelopes_older_than(moment) -> int:
     # group_skenv_unacked_idx: a partial index on created_at of the unacknowledged envelopes.
     return SenderKeyEnvelope.objects.filter(acked_at__isnull=True, created_at__lt=moment).count()
+
+
+def stream_positions(*, user_id: int, device_id: Any) -> list[tuple[str, int, int | None]]:
+    """For a device's live stream: (group id, the user's joined_seq, the device's acknowledged
+    seq or None) of every group the user is a current member of. One query
+    (group_participants_user_idx, uq_group_delivery_group_device)."""
+    acked = Delivery.objects.filter(group_id=OuterRef("group_id"), device_id=device_id).values("acked_seq")[
+        :1
+    ]
+    return [
+        (str(group_id), joined_seq, acked_seq)
+        for group_id, joined_seq, acked_seq in Participant.objects.filter(user_id=user_id, is_banned=False)
+        .annotate(acked_seq=Subquery(acked))
+        .values_list("group_id", "joined_seq", "acked_seq")
+    ]

@@ -55,12 +55,23 @@ class GroupListSerializer(serializers.Serializer):
     groups = GroupSerializer(many=True)
 
 
+class MemberDeviceKeysSerializer(serializers.Serializer):
+    device_id = serializers.UUIDField()
+    identity_key = serializers.CharField(help_text="Curve25519 public key, unpadded base64.")
+    signing_key = serializers.CharField(help_text="Ed25519 public key, unpadded base64.")
+
+
 class MemberSerializer(serializers.Serializer):
     user_id = serializers.IntegerField()
     username = serializers.CharField()
     role = serializers.CharField(help_text="owner, admin or member.")
     joined_at = serializers.DateTimeField()
     devices = serializers.ListField(child=serializers.UUIDField(), help_text="Active device ids.")
+    device_keys = MemberDeviceKeysSerializer(
+        many=True,
+        help_text="The active devices' public identity and signing keys (to check an envelope's "
+        "Olm sender without claiming a one-time prekey).",
+    )
 
 
 class GroupDetailSerializer(GroupSerializer):

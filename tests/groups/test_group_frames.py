@@ -127,6 +127,8 @@ async def test_ack_and_sync():
     await sender.disconnect()
 
     ws = await ws_connect(carol.token)
+    replayed = [await next_frame(ws, "group.message") for _ in range(4)]  # on connect, by itself
+    assert [f["seq"] for f in replayed] == [1, 2, 3, 4]
     await ws.send_json_to({"type": "group.sync", "ref": "y", "group_id": str(group.pk), "since": 0})
     frames = []
     while True:

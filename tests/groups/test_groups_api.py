@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from dm.models import Device
 from groups.models import Group, Participant
 from tests.conftest import assert_api_error, client_for
 from tests.dm.helpers import add_device, party
@@ -72,6 +73,16 @@ def test_detail_lists_members_with_their_active_devices():
     assert set(members[owner.user.pk]["devices"]) == {owner.device_id, second_device.device_id}
     assert members[bob.user.pk]["devices"] == [bob.device_id]
     assert members[no_device.pk]["devices"] == []
+    # Public keys beside the ids: a member checks an envelope's Olm sender without claiming a
+    # one-time prekey of the sender's (GET /e2ee/bundles would).
+    bob_device = Device.objects.get(pk=bob.device_id)
+    assert members[bob.user.pk]["device_keys"] == [
+        {
+            "device_id": bob.device_id,
+            "identity_key": bob_device.identity_key,
+            "signing_key": bob_device.signing_key,
+        }
+    ]
 
 
 def test_non_members_get_not_member_and_unknown_groups_not_found():

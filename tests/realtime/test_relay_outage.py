@@ -18,7 +18,6 @@ from chatsite.realtime import relay
 from tests.conftest import login
 from tests.factories import UserFactory
 from tests.realtime.clients import Communicator
-from tests.redis_server import RedisProcess, relay_on
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,18 +27,6 @@ TIMEOUT = 3
 def reset_relay_health() -> None:
     relay.health.ok = True
     relay.health.checked_at = 0.0
-
-
-@pytest.fixture
-def throwaway_redis():
-    """A redis-server this test owns (tests/redis_server.py), every Redis user pointed at it."""
-    server = RedisProcess()
-    server.start()
-    try:
-        with relay_on(server):
-            yield server
-    finally:
-        server.stop()
 
 
 async def next_heartbeat(comm: Communicator) -> dict:
