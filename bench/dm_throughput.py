@@ -246,10 +246,12 @@ def server_command(server: str, port: int) -> list[str]:
     return [str(bin_dir / "python"), "-m", "chatsite.server", "--bind", "127.0.0.1", "--port", str(port)]
 
 
-def start_servers(workers: int, env: dict, server: str = "daphne") -> list[tuple[subprocess.Popen, int]]:
+def start_servers(
+    workers: int, env: dict, server: str = "daphne", port_base: int = 8700
+) -> list[tuple[subprocess.Popen, int]]:
     servers = []
     for i in range(workers):
-        port = 8700 + i
+        port = port_base + i
         # The servers' own log lines (JSON), per run: BENCH_SERVER_LOG_DIR keeps them for reading.
         log_dir = os.environ.get("BENCH_SERVER_LOG_DIR")
         log = open(Path(log_dir) / f"server-{workers}w-{port}.log", "a") if log_dir else subprocess.DEVNULL  # noqa: SIM115

@@ -34,7 +34,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -48,8 +47,8 @@ from bench.dm_throughput import (  # noqa: E402  (after the path insert)
     postgres_insert_rate,
     redis_publish_rate,
     register_device,
-    server_command,
 )
+from bench.dm_throughput import start_servers as start_daphnes  # noqa: E402
 
 BENCH_DB = "chatsite_bench_groups"
 PORT_BASE = 8720
@@ -142,28 +141,7 @@ def setup_group(members: int, senders: int, two_device_share: float) -> dict:
 
 def start_servers(workers: int, env: dict) -> list[tuple[subprocess.Popen, int]]:
     """dm_throughput's start_servers on ports of our own (the two benches may run side by side)."""
-    servers = []
-    for i in range(workers):
-        port = PORT_BASE + i
-        proc = subprocess.Popen(
-            server_command("daphne", port),
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        servers.append((proc, port))
-    for proc, port in servers:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/live", timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"daphne on {port} did not start") from None
-                time.sleep(0.2)
-    return servers
+    return start_daphnes(workers, env, "daphne", port_base=PORT_BASE)
 
 
 # --- Database writes ------------------------------------------------------------------------------
