@@ -1,4 +1,4 @@
-"""Prometheus metrics of the groups app (documented in docs/operations.md)."""
+"""Prometheus metrics of the groups app (documented in docs/groups.md, "Metrics")."""
 
 from prometheus_client import Counter
 
@@ -14,27 +14,53 @@ GROUP_SENDER_KEY_DISTRIBUTIONS = Counter(
 
 
 class GroupStateCollector:
-    """Read from the database at scrape time: sender-key envelopes unacknowledged for more than
-    five minutes (one COUNT on the partial index group_skenv_unacked_idx)."""
+    """Read from the database at scrape time, the figures of GET /groups/metrics as gauges (a few
+    indexed COUNTs: groups.selectors.messages.metrics_summary)."""
 
-    def collect(self):
-        from datetime import timedelta
-
-        from django.db import DatabaseError
-        from django.utils import timezone
-        from prometheus_client.core import GaugeMetricFamily
-
-        from groups.selectors.messages import unacked_envelopes_older_than
-
-        gauge = GaugeMetricFamily(
+    GAUGES = (
+        ("groups_total", "Groups", lambda m: m["totals"]["groups"]),
+        ("group_participants_total", "Non-banned group participants", lambda m: m["totals"]["participants"]),
+        (
+            "groups_near_capacity",
+            "Groups at 95 % of GROUP_MAX_PARTICIPANTS or more (the runbook warns at 95 members)",
+            lambda m: m["groups_near_capacity"],
+        ),
+        (
+            "group_epoch_bumps_last_hour",
+            "Group epoch increments in the last hour, all groups",
+            lambda m: m["epoch_bumps_last_hour"],
+        ),
+        (
+            "group_epoch_bumps_last_hour_max",
+            "The most epoch increments of any one group in the last hour (the runbook alerts above 10)",
+            lambda m: max((g["bumps"] for g in m["epoch_churn_last_hour"]), default=0),
+        ),
+        (
+            "group_invite_redemptions_last_hour",
+            "Invite redemptions in the last hour",
+            lambda m: m["invite_redemptions_last_hour"],
+        ),
+        (
             "group_sender_key_unacked_envelopes",
             "Sender-key envelopes not acknowledged by their device after 5 minutes",
-        )
+            lambda m: m["unacked_envelopes_older_than_5m"],
+        ),
+    )
+
+    def collect(self):
+        from django.db import DatabaseError
+        from prometheus_client.core import GaugeMetricFamily
+
+        from groups.selectors.messages import metrics_summary
+
         try:
-            gauge.add_metric([], unacked_envelopes_older_than(timezone.now() - timedelta(minutes=5)))
+            summary = metrics_summary()
         except DatabaseError:
             return
-        yield gauge
+        for name, documentation, value in self.GAUGES:
+            gauge = GaugeMetricFamily(name, documentation)
+            gauge.add_metric([], value(summary))
+            yield gauge
 
     def describe(self):
         return []

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from groups.models import (
@@ -81,6 +81,7 @@ def metrics_summary() -> dict[str, Any]:
         .values("group_id", "group_epoch")
         .distinct()
         .count(),
+        "epoch_churn_last_hour": epoch_churn(hour_ago),
         "invite_redemptions_last_hour": InviteRedemption.objects.filter(redeemed_at__gte=hour_ago).count(),
         "unacked_envelopes_older_than_5m": unacked_envelopes_older_than(now - timedelta(minutes=5)),
     }
@@ -104,3 +105,15 @@ def stream_positions(*, user_id: int, device_id: Any) -> list[tuple[str, int, in
         .annotate(acked_seq=Subquery(acked))
         .values_list("group_id", "joined_seq", "acked_seq")
     ]
+
+
+def epoch_churn(since, limit: int = 10) -> list[dict[str, Any]]:
+    """The groups whose epoch moved most since `since` (the runbook alerts above 10 an hour),
+    most first: [{group_id, bumps}]. One query on group_epoch_changes_idx."""
+    rows = (
+        EpochChange.objects.filter(created_at__gte=since)
+        .values("group_id")
+        .annotate(bumps=Count("group_epoch", distinct=True))
+        .order_by("-bumps", "group_id")[:limit]
+    )
+    return [{"group_id": str(r["group_id"]), "bumps": r["bumps"]} for r in rows]

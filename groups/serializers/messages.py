@@ -129,6 +129,11 @@ class GroupMetricsTotalsSerializer(serializers.Serializer):
     sender_key_distributions = serializers.IntegerField()
 
 
+class GroupEpochChurnSerializer(serializers.Serializer):
+    group_id = serializers.UUIDField()
+    bumps = serializers.IntegerField()
+
+
 class GroupMetricsSerializer(serializers.Serializer):
     enabled = serializers.BooleanField()
     redis_status = serializers.CharField()
@@ -136,5 +141,8 @@ class GroupMetricsSerializer(serializers.Serializer):
     groups_near_capacity = serializers.IntegerField()
     near_capacity_threshold = serializers.IntegerField()
     epoch_bumps_last_hour = serializers.IntegerField()
+    epoch_churn_last_hour = GroupEpochChurnSerializer(
+        many=True, help_text="The 10 groups whose epoch moved most in the last hour (alert above 10)."
+    )
     invite_redemptions_last_hour = serializers.IntegerField()
     unacked_envelopes_older_than_5m = serializers.IntegerField()

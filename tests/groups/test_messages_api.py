@@ -172,6 +172,7 @@ def test_metrics_are_staff_only():
     assert body["totals"]["messages"] == 1 and body["totals"]["sender_key_distributions"] == 1
     assert body["totals"]["groups"] == 1 and body["totals"]["participants"] == 2
     assert body["epoch_bumps_last_hour"] >= 1
+    assert body["epoch_churn_last_hour"] == [{"group_id": str(group.pk), "bumps": epoch(group) - 1}]
     assert body["unacked_envelopes_older_than_5m"] == 0
     assert body["redis_status"] in ("available", "unavailable", "disabled")
 
@@ -198,3 +199,20 @@ def test_deleting_a_sender_keeps_its_messages_and_the_positions_that_point_at_th
     assert message.sender_user_id is None  # kept for the members who hold it
     assert Delivery.objects.get(group=group, device_id=carol.device_id).message_id == message.pk
     assert [m["seq"] for m in page(carol, group)["messages"]][-1] == sent["seq"]
+
+
+def test_the_group_figures_are_prometheus_gauges(client):
+    alice, bob = party(), party()
+    group = make_group(alice, bob)
+    distribute(alice, group)
+
+    text = client.get("/metrics").content.decode()
+
+    def sample(name: str) -> float:
+        return float(next(line for line in text.splitlines() if line.startswith(f"{name} ")).split()[1])
+
+    assert sample("groups_total") == 1
+    assert sample("group_participants_total") == 2
+    assert sample("group_epoch_bumps_last_hour_max") == epoch(group) - 1  # bumps since creation
+    assert sample("group_sender_key_unacked_envelopes") == 0
+    assert sample("groups_near_capacity") == 0
