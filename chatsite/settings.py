@@ -223,6 +223,11 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {
     "dm-purge-deliveries": {"task": "dm.tasks.purge_deliveries", "schedule": 600.0},
     "groups-purge-messages": {"task": "groups.tasks.purge_group_messages", "schedule": 600.0},
+    # Status (status/tasks.py): delete expired posts with their audience and views, in batches.
+    "status-cleanup-expired": {"task": "status.tasks.cleanup_expired_posts", "schedule": 300.0},
+    # Presence (presence/tasks.py): clear stale device_online, flush last_seen_at in batches.
+    "presence-sweep": {"task": "presence.tasks.sweep_presence", "schedule": 30.0},
+    "presence-flush": {"task": "presence.tasks.flush_last_seen", "schedule": 60.0},
 }
 
 # --- REST framework / OpenAPI -----------------------------------------------------------------
@@ -370,7 +375,32 @@ GROUP_MESSAGE_RETENTION_DAYS = env.int("GROUP_MESSAGE_RETENTION_DAYS", default=3
 GROUP_PURGE_BATCH_SIZE = env.int("GROUP_PURGE_BATCH_SIZE", default=1000)
 GROUP_PURGE_MAX_BATCHES = env.int("GROUP_PURGE_MAX_BATCHES", default=100)
 STATUS_TTL_HOURS = env.int("STATUS_TTL_HOURS", default=24)
+# --- Status (status/, docs/status.md) ---------------------------------------------------------
+# Expiry cleanup (status.tasks.cleanup_expired_posts, every 5 minutes): expired posts deleted per
+# transaction, and batches one run deletes at most.
+STATUS_CLEANUP_BATCH_SIZE = env.int("STATUS_CLEANUP_BATCH_SIZE", default=500)
+STATUS_CLEANUP_MAX_BATCHES = env.int("STATUS_CLEANUP_MAX_BATCHES", default=100)
 PRESENCE_HEARTBEAT_S = env.int("PRESENCE_HEARTBEAT_S", default=25)
+
+# --- Presence (presence/, docs/presence.md) ----------------------------------------------------
+# Liveness is a Redis key per stream with a TTL of 2 x PRESENCE_HEARTBEAT_S; user_presence.
+# last_seen_at is written from it in batches at most once per PRESENCE_FLUSH_INTERVAL_S per user
+# (presence.tasks.flush_last_seen) and on disconnect.
+PRESENCE_FLUSH_INTERVAL_S = env.int("PRESENCE_FLUSH_INTERVAL_S", default=60)
+# GET /status/presence?user_ids=... answers at most this many ids (400 VALIDATION_ERROR above).
+PRESENCE_MAX_USER_IDS = env.int("PRESENCE_MAX_USER_IDS", default=200)
+# Seconds a user stays "online" for contacts after the last stream ends: a reconnect within it
+# pushes nothing (no presence.changed on every flap).
+PRESENCE_OFFLINE_GRACE_S = env.int("PRESENCE_OFFLINE_GRACE_S", default=10)
+# The sweep runs every heartbeat interval, the batch flush every flush interval.
+CELERY_BEAT_SCHEDULE["presence-sweep"]["schedule"] = float(PRESENCE_HEARTBEAT_S)
+CELERY_BEAT_SCHEDULE["presence-flush"]["schedule"] = float(PRESENCE_FLUSH_INTERVAL_S)
+# share_online and share_last_seen take the same values: one enum in the OpenAPI schema.
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["PresenceAudienceEnum"] = [
+    "everyone",
+    "contacts",
+    "nobody",
+]
 
 # --- Ephemeral rooms (relay-only, seed 003; groups/rooms.py, docs/rooms.md) ------------------
 # Seconds a room's Redis keys live without activity (create, join, leave, send refresh them).

@@ -12,6 +12,8 @@ urlpatterns = [
     path("", include("chatsite.accounts.urls")),
     path("", include("dm.urls")),
     path("", include("groups.urls")),
+    path("", include("presence.urls")),
+    path("", include("status.urls")),
     path("admin/", admin.site.urls),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-docs"),

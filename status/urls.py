@@ -1,0 +1,5 @@
+"""Status paths (docs/status.md)."""
+
+from status.views import posts
+
+urlpatterns = [*posts.urlpatterns]
