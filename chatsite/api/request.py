@@ -65,3 +65,11 @@ def client_ip_from(forwarded_for: str, remote_addr: str | None) -> str | None:
 
 def client_ip(request: HttpRequest) -> str | None:
     return client_ip_from(request.META.get("HTTP_X_FORWARDED_FOR", ""), request.META.get("REMOTE_ADDR"))
+
+
+def validated_body(serializer_class, data) -> dict:
+    """A request body checked by a (shape-only) serializer: its validated data, or the
+    VALIDATION_ERROR envelope through DRF's exception handler."""
+    body = serializer_class(data=data)
+    body.is_valid(raise_exception=True)
+    return body.validated_data

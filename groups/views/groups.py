@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chatsite.api.flags import feature_permission
+from chatsite.api.request import validated_body
 from chatsite.api.schema import error_responses
 from groups import presenters
 from groups.selectors import groups as selectors
@@ -26,12 +27,6 @@ from groups.services import members as member_services
 def _errors(*codes: str) -> dict:
     """Every group path answers 403 FEATURE_DISABLED when groups are off."""
     return error_responses("FEATURE_DISABLED", *codes)
-
-
-def _parse(serializer_class, data) -> dict:
-    body = serializer_class(data=data)
-    body.is_valid(raise_exception=True)
-    return body.validated_data
 
 
 class _GroupsView(APIView):
@@ -51,7 +46,7 @@ class GroupListView(_GroupsView):
         description="Create a group; the caller is its owner and first member.",
     )
     def post(self, request):
-        body = _parse(s.GroupCreateSerializer, request.data)
+        body = validated_body(s.GroupCreateSerializer, request.data)
         group = member_services.group_create(user_id=request.user.pk, title=body["title"])
         return Response(presenters.group_body(group, "owner"), status=status.HTTP_201_CREATED)
 
@@ -73,7 +68,7 @@ class GroupDetailView(_GroupsView):
         description="Rename the group (admins and the owner).",
     )
     def patch(self, request, group_id):
-        body = _parse(s.GroupUpdateSerializer, request.data)
+        body = validated_body(s.GroupUpdateSerializer, request.data)
         group_services.group_rename(actor_id=request.user.pk, group_id=group_id, title=body["title"])
         group, role = selectors.group_for_member(group_id=group_id, user_id=request.user.pk)
         return Response(presenters.group_body(group, role))
@@ -91,7 +86,7 @@ class MemberListView(_GroupsView):
         description="An admin or the owner adds a user as a member.",
     )
     def post(self, request, group_id):
-        body = _parse(s.GroupUserRefSerializer, request.data)
+        body = validated_body(s.GroupUserRefSerializer, request.data)
         participant, created = member_services.member_add(
             actor_id=request.user.pk, group_id=group_id, user_id=body["user_id"]
         )
@@ -125,7 +120,7 @@ class MemberView(_GroupsView):
         description="The owner makes a member an admin, or an admin a member.",
     )
     def patch(self, request, group_id, user_id: int):
-        body = _parse(s.GroupRoleSerializer, request.data)
+        body = validated_body(s.GroupRoleSerializer, request.data)
         member_services.member_set_role(
             actor_id=request.user.pk, group_id=group_id, user_id=user_id, role=body["role"]
         )
@@ -144,7 +139,7 @@ class BanView(_GroupsView):
         description="Ban a user: a member is removed and cannot come back by add or invite.",
     )
     def post(self, request, group_id):
-        body = _parse(s.GroupUserRefSerializer, request.data)
+        body = validated_body(s.GroupUserRefSerializer, request.data)
         banned = member_services.member_ban(
             actor_id=request.user.pk, group_id=group_id, user_id=body["user_id"]
         )
@@ -177,7 +172,7 @@ class TransferOwnershipView(_GroupsView):
         description="The owner hands the group to a current member and becomes an admin.",
     )
     def post(self, request, group_id):
-        body = _parse(s.GroupUserRefSerializer, request.data)
+        body = validated_body(s.GroupUserRefSerializer, request.data)
         member_services.ownership_transfer(
             actor_id=request.user.pk, group_id=group_id, user_id=body["user_id"]
         )
@@ -197,7 +192,7 @@ class InviteView(_GroupsView):
         "GROUP_INVITE_TTL_HOURS, also the maximum; max_uses optional).",
     )
     def post(self, request, group_id):
-        body = _parse(s.InviteCreateSerializer, request.data)
+        body = validated_body(s.InviteCreateSerializer, request.data)
         invite = invite_services.invite_create(
             user_id=request.user.pk,
             group_id=group_id,
@@ -219,7 +214,7 @@ class JoinView(_GroupsView):
         description="Redeem an invite code.",
     )
     def post(self, request):
-        body = _parse(s.JoinSerializer, request.data)
+        body = validated_body(s.JoinSerializer, request.data)
         result = invite_services.invite_redeem(code=body["code"], user_id=request.user.pk)
         return Response(
             presenters.group_body(result.group, result.participant.role),

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from chatsite.api.flags import feature_permission
 from chatsite.api.params import IntParam, parse_int_params
+from chatsite.api.request import validated_body
 from chatsite.api.schema import error_responses
 from status import presenters
 from status.selectors import posts as selectors
@@ -25,12 +26,6 @@ FEED_MAX_LIMIT = 100
 def _errors(*codes: str) -> dict:
     """Every status path answers 403 FEATURE_DISABLED when status is off."""
     return error_responses("FEATURE_DISABLED", *codes)
-
-
-def _parse(serializer_class, data) -> dict:
-    body = serializer_class(data=data)
-    body.is_valid(raise_exception=True)
-    return body.validated_data
 
 
 class _StatusView(APIView):
@@ -48,7 +43,7 @@ class PostListView(_StatusView):
         "on either side of a block with you, are left out silently.",
     )
     def post(self, request):
-        body = _parse(s.PostCreateSerializer, request.data)
+        body = validated_body(s.PostCreateSerializer, request.data)
         post = services.post_create(
             user_id=request.user.pk,
             audience_mode=body["audience_mode"],
@@ -115,7 +110,7 @@ class AudienceView(_StatusView):
         "owner's streams and the new audience get `status.rekey`.",
     )
     def patch(self, request, post_id):
-        body = _parse(s.AudienceSerializer, request.data)
+        body = validated_body(s.AudienceSerializer, request.data)
         post, _added, _removed = services.audience_update(
             user_id=request.user.pk,
             post_id=post_id,
