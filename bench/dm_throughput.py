@@ -112,6 +112,25 @@ def setup_database(base_dsn: str) -> str:
     return f"{base_dsn}/{BENCH_DB}"
 
 
+def server_env(dsn: str, redis_url: str, **limits: str) -> dict[str, str]:
+    """The environment of the bench's servers and setup: production settings on the scratch
+    database, quiet logs, and the per-connection budgets (plus `limits`) out of the way."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "chatsite.settings",
+        "DATABASE_URL": dsn,
+        "REDIS_URL": redis_url,
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "false",
+        "LOG_LEVEL": "WARNING",
+        "MAX_MSGS_PER_10S": "10000000",
+        "MAX_BYTES_PER_10S": "10000000000",
+        **limits,
+    }
+
+
 def register_device(session, name: str):
     """A device with real keys (a vodozemac account: Ed25519-signed fallback key), registered
     through the service the API calls. Django must be set up."""
@@ -477,21 +496,12 @@ def main() -> None:
 
     worker_counts = [1, args.workers] if args.compare_workers and args.workers > 1 else [args.workers]
     dsn = setup_database(args.pg)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "chatsite.settings",
-        "DATABASE_URL": dsn,
-        "REDIS_URL": args.redis,
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "false",
-        "LOG_LEVEL": "WARNING",
-        "DM_SEND_RATE_PER_MIN": "10000000",
-        "DM_SEND_RATE_PER_HOUR": "10000000",
-        "MAX_MSGS_PER_10S": "10000000",
-        "MAX_BYTES_PER_10S": "10000000000",
-    }
+    env = server_env(
+        dsn,
+        args.redis,
+        DM_SEND_RATE_PER_MIN="10000000",
+        DM_SEND_RATE_PER_HOUR="10000000",
+    )
     os.environ.update(env)
     import redis
 

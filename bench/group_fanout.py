@@ -47,6 +47,7 @@ from bench.dm_throughput import (  # noqa: E402  (after the path insert)
     postgres_insert_rate,
     redis_publish_rate,
     register_device,
+    server_env,
 )
 from bench.dm_throughput import start_servers as start_daphnes  # noqa: E402
 
@@ -464,22 +465,13 @@ def main() -> None:
     args.rates = [float(r) for r in args.rates.split(",")]
 
     dsn = setup_database(args.pg)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "chatsite.settings",
-        "DATABASE_URL": dsn,
-        "REDIS_URL": args.redis,
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "false",
-        "LOG_LEVEL": "WARNING",
-        "GROUP_MESSAGE_RATE_PER_USER_PER_MIN": "10000000",
-        "MAX_MSGS_PER_10S": "10000000",
-        "MAX_BYTES_PER_10S": "10000000000",
-        "MAX_CONNS_PER_IP": "100000",
-        "REGISTRATIONS_PER_IP_PER_HOUR": "100000",
-    }
+    env = server_env(
+        dsn,
+        args.redis,
+        GROUP_MESSAGE_RATE_PER_USER_PER_MIN="10000000",
+        MAX_CONNS_PER_IP="100000",
+        REGISTRATIONS_PER_IP_PER_HOUR="100000",
+    )
     os.environ.update(env)
     import redis
 

@@ -4,6 +4,7 @@ owner, bans) are actions over the services, in the operators' issue."""
 
 from django.contrib import admin
 
+from chatsite.admin_readonly import ReadOnlyModelAdmin
 from groups.models import Group, Invite, Participant
 
 
@@ -18,19 +19,8 @@ class ParticipantInline(admin.TabularInline):
         return False
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Group)
-class GroupAdmin(ReadOnlyAdmin):
+class GroupAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "title", "member_count", "max_participants", "group_epoch", "created_at")
     search_fields = ("=id", "title", "participants__user__username")
     fields = (
@@ -48,7 +38,7 @@ class GroupAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Participant)
-class ParticipantAdmin(ReadOnlyAdmin):
+class ParticipantAdmin(ReadOnlyModelAdmin):
     list_display = ("group", "user", "role", "is_banned", "joined_at")
     list_filter = ("role", "is_banned")
     search_fields = ("=group__id", "group__title", "user__username")
@@ -56,7 +46,7 @@ class ParticipantAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Invite)
-class InviteAdmin(ReadOnlyAdmin):
+class InviteAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "group", "code_hint", "uses", "max_uses", "expires_at", "created_at")
     search_fields = ("=group__id", "group__title")
     fields = ("id", "group", "code_hint", "uses", "max_uses", "expires_at", "created_by", "created_at")

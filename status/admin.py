@@ -4,18 +4,8 @@ reference or media metadata is ever shown (only whether the post is text or medi
 from django.contrib import admin
 from django.db.models import Count
 
+from chatsite.admin_readonly import ReadOnlyModelAdmin
 from status.models import StatusAudience, StatusPost, StatusView
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class AudienceInline(admin.TabularInline):
@@ -36,7 +26,7 @@ class ViewInline(AudienceInline):
 
 
 @admin.register(StatusPost)
-class StatusPostAdmin(ReadOnlyAdmin):
+class StatusPostAdmin(ReadOnlyModelAdmin):
     list_display = (
         "id",
         "owner",
@@ -72,7 +62,7 @@ class StatusPostAdmin(ReadOnlyAdmin):
 
 
 @admin.register(StatusView)
-class StatusViewAdmin(ReadOnlyAdmin):
+class StatusViewAdmin(ReadOnlyModelAdmin):
     list_display = ("post", "viewer", "viewed_at")
     search_fields = ("=post__id", "viewer__username")
     list_select_related = ("post", "viewer")

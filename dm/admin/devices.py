@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import F
 
 from chatsite.admin_actions import confirmation, log_changed
+from chatsite.admin_readonly import ReadOnlyModelAdmin
 from chatsite.api.errors import ApiError
 from dm.models import Device, KeyBundle
 from dm.services.devices import device_revoke
@@ -96,7 +97,7 @@ class DeviceAdmin(admin.ModelAdmin):
 
 
 @admin.register(KeyBundle)
-class KeyBundleAdmin(admin.ModelAdmin):
+class KeyBundleAdmin(ReadOnlyModelAdmin):
     list_display = (
         "device",
         "prekeys_remaining",
@@ -119,12 +120,3 @@ class KeyBundleAdmin(admin.ModelAdmin):
         "updated_at",
     )
     fields = readonly_fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

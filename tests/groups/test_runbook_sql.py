@@ -7,11 +7,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 
 from groups.models import Invite, Participant
 from groups.services.invites import invite_create, invite_redeem
 from tests.factories import GroupFactory, UserFactory, group_add_members
+from tests.runbook import run_runbook_sql
 
 pytestmark = pytest.mark.django_db
 
@@ -156,17 +156,6 @@ LIMIT 10;
 """
 
 
-def run(sql: str, **placeholders) -> list[tuple]:
-    """The runbook's text with its <placeholders> filled in, as typed into psql (values are ours,
-    a UUID, an integer or a URL-safe code, never user input)."""
-    for name, value in placeholders.items():
-        sql = sql.replace(f"<{name}>", str(value))
-    assert "<" not in sql.replace("< NOW()", "").replace("<=", ""), sql
-    with connection.cursor() as cursor:
-        cursor.execute(sql.replace("%", "%%"))
-        return cursor.fetchall() if cursor.description else [(cursor.rowcount,)]
-
-
 @pytest.fixture
 def group():
     owner, admin, member, banned = (UserFactory() for _ in range(4))
@@ -180,7 +169,7 @@ def group():
 
 
 def test_capacity_check_counts_non_banned_members(group):
-    ((gid, title, count, max_participants, epoch),) = run(CAPACITY, group_id=group.pk)
+    ((gid, title, count, max_participants, epoch),) = run_runbook_sql(CAPACITY, group_id=group.pk)
     assert (gid, title, max_participants, epoch) == (group.pk, "Runbook", 100, group.group_epoch)
     # member_count still counts the banned one here (the fixture banned it by SQL behind the
     # service's back); the runbook's count is of non-banned rows.
@@ -188,43 +177,46 @@ def test_capacity_check_counts_non_banned_members(group):
 
 
 def test_no_duplicate_participants_and_the_constraint_exists(group):
-    assert run(DUPLICATES) == []
-    names = {row[0] for row in run(INDEXES)}
+    assert run_runbook_sql(DUPLICATES) == []
+    names = {row[0] for row in run_runbook_sql(INDEXES)}
     assert "uq_group_participants_group_user" in names
 
 
 def test_owner_check_and_no_orphans(group):
-    assert run(OWNER, group_id=group.pk) == [(group.pk, "Runbook", group.owner.pk, "owner")]
-    assert run(NO_OWNER) == []
+    assert run_runbook_sql(OWNER, group_id=group.pk) == [(group.pk, "Runbook", group.owner.pk, "owner")]
+    assert run_runbook_sql(NO_OWNER) == []
 
 
 def test_manual_promotion_of_an_orphaned_group(group):
     Participant.objects.filter(group=group, role="owner").delete()
-    assert run(NO_OWNER) == [(group.pk, "Runbook")]
-    assert run(PROMOTE, group_id=group.pk, admin_user_id=group.admin.pk) == [(1,)]
-    assert run(NO_OWNER) == []
-    assert run(OWNER, group_id=group.pk)[0][2] == group.admin.pk
+    assert run_runbook_sql(NO_OWNER) == [(group.pk, "Runbook")]
+    assert run_runbook_sql(PROMOTE, group_id=group.pk, admin_user_id=group.admin.pk) == [(1,)]
+    assert run_runbook_sql(NO_OWNER) == []
+    assert run_runbook_sql(OWNER, group_id=group.pk)[0][2] == group.admin.pk
 
 
 def test_epoch_distribution_and_sender_keys_of_a_quiet_group(group):
-    ((gid, epoch, message_epochs, oldest, newest),) = run(EPOCHS, group_id=group.pk)
+    ((gid, epoch, message_epochs, oldest, newest),) = run_runbook_sql(EPOCHS, group_id=group.pk)
     assert (gid, epoch, message_epochs, oldest, newest) == (group.pk, group.group_epoch, 0, None, None)
-    assert run(SENDER_KEYS, group_id=group.pk, current_epoch=group.group_epoch) == []
-    assert run(DISTRIBUTIONS, group_id=group.pk, device_id="00000000-0000-0000-0000-000000000000") == []
-    assert run(EPOCH_ISSUES) == []
-    assert run(MESSAGE_RATE) == []
-    assert run(DELIVERY_ORPHANS) == []
+    assert run_runbook_sql(SENDER_KEYS, group_id=group.pk, current_epoch=group.group_epoch) == []
+    assert (
+        run_runbook_sql(DISTRIBUTIONS, group_id=group.pk, device_id="00000000-0000-0000-0000-000000000000")
+        == []
+    )
+    assert run_runbook_sql(EPOCH_ISSUES) == []
+    assert run_runbook_sql(MESSAGE_RATE) == []
+    assert run_runbook_sql(DELIVERY_ORPHANS) == []
 
 
 def test_invite_status_and_for_update(group):
     invite = invite_create(user_id=group.owner.pk, group_id=group.pk, max_uses=1)
-    assert run(INVITE_STATUS, invite_code=invite.code)[0][-1] == "active"
+    assert run_runbook_sql(INVITE_STATUS, invite_code=invite.code)[0][-1] == "active"
     invite_redeem(code=invite.code, user_id=UserFactory().pk)
-    (row,) = run(INVITE_STATUS, invite_code=invite.code)
+    (row,) = run_runbook_sql(INVITE_STATUS, invite_code=invite.code)
     assert (row[3], row[4], row[-1]) == (1, 1, "maxed")
     Invite.objects.filter(pk=invite.pk).update(expires_at=invite.created_at - timedelta(days=1))
-    assert run(INVITE_STATUS, invite_code=invite.code)[0][-1] == "expired"
-    ((code, uses, max_uses, _created),) = run(INVITE_FOR_UPDATE, invite_code=invite.code)
+    assert run_runbook_sql(INVITE_STATUS, invite_code=invite.code)[0][-1] == "expired"
+    ((code, uses, max_uses, _created),) = run_runbook_sql(INVITE_FOR_UPDATE, invite_code=invite.code)
     assert (code, uses, max_uses) == (invite.code, 1, 1)
 
 
@@ -232,13 +224,13 @@ def test_users_with_many_groups(group):
     busy = group.member
     for _ in range(3):
         group_add_members(GroupFactory(), busy)
-    top = run(MANY_GROUPS)
+    top = run_runbook_sql(MANY_GROUPS)
     assert top[0] == (busy.pk, 4)
     assert all(uid != group.owner.pk or n == 1 for uid, n in top)
 
 
 def test_the_indexes_the_runbook_looks_for(group):
-    names = {row[0] for row in run(INDEXES)}
+    names = {row[0] for row in run_runbook_sql(INDEXES)}
     assert {
         "uq_group_participants_group_user",
         "group_participants_user_idx",

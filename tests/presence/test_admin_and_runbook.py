@@ -4,12 +4,12 @@ unchanged (placeholders filled in, as an on-call engineer would in psql)."""
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from presence import services
 from presence.models import UserPresence
 from tests.factories import UserFactory
+from tests.runbook import run_runbook_sql
 
 pytestmark = pytest.mark.django_db
 
@@ -33,17 +33,11 @@ WHERE up.user_id = <user_id>;
 """
 
 
-def _run(sql: str, user_id: int) -> list[tuple]:
-    with connection.cursor() as cur:
-        cur.execute(sql.replace("<user_id>", str(user_id)))
-        return cur.fetchall()
-
-
 def test_the_runbook_presence_records_query():
     user = UserFactory()
     services.mark_online(user_id=user.pk)
 
-    [(user_id, last_seen_at, device_online, privacy)] = _run(RECORDS, user.pk)
+    [(user_id, last_seen_at, device_online, privacy)] = run_runbook_sql(RECORDS, user_id=user.pk)
 
     assert user_id == user.pk and device_online is True and last_seen_at <= timezone.now()
     privacy = privacy if isinstance(privacy, dict) else __import__("json").loads(privacy)
@@ -56,7 +50,7 @@ def test_the_runbook_privacy_query():
         user_id=user.pk, changes={"share_last_seen": "nobody", "share_online": "contacts"}
     )
 
-    assert _run(PRIVACY, user.pk) == [(user.pk, "nobody", "contacts")]
+    assert run_runbook_sql(PRIVACY, user_id=user.pk) == [(user.pk, "nobody", "contacts")]
 
 
 def test_the_admin_finds_presence_by_username_and_is_read_only(admin_client):

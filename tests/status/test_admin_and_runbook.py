@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from status.models import StatusPost
+from tests.runbook import run_runbook_sql
 from tests.status.helpers import add_contacts, people, post_id
 
 pytestmark = pytest.mark.django_db
@@ -93,14 +93,6 @@ WHERE expires_at < NOW();
 """
 
 
-def run(sql: str, **values) -> list[tuple]:
-    for key, value in values.items():
-        sql = sql.replace(f"<{key}>", str(value))
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-        return cursor.fetchall()
-
-
 def test_the_runbook_status_queries_run_unchanged():
     alice, bob, carol = people(3)
     add_contacts(alice, bob, carol)
@@ -111,12 +103,12 @@ def test_the_runbook_status_queries_run_unchanged():
         created_at=timezone.now() - timedelta(days=2), expires_at=timezone.now() - timedelta(days=1)
     )
 
-    posts = run(POSTS, user_id=alice.pk)
+    posts = run_runbook_sql(POSTS, user_id=alice.pk)
     assert [(str(r[0]), r[4], r[5]) for r in posts] == [(new, "contacts", 2), (old, "only", 1)]
-    assert len(run(AUDIENCE, post_id=new, viewer_id=carol.pk)) == 1
-    assert run(AUDIENCE, post_id=old, viewer_id=carol.pk) == []
-    views = run(VIEWS, post_id=new)
+    assert len(run_runbook_sql(AUDIENCE, post_id=new, viewer_id=carol.pk)) == 1
+    assert run_runbook_sql(AUDIENCE, post_id=old, viewer_id=carol.pk) == []
+    views = run_runbook_sql(VIEWS, post_id=new)
     assert [(str(r[0]), r[1], r[3]) for r in views] == [(new, bob.pk, alice.pk)]
-    assert {"status_posts_pkey", "status_posts_expires_at"} <= {r[0] for r in run(INDEXES)}
-    assert run(ORPHANS) == []
-    assert run(EXPIRED) == [(1,)]
+    assert {"status_posts_pkey", "status_posts_expires_at"} <= {r[0] for r in run_runbook_sql(INDEXES)}
+    assert run_runbook_sql(ORPHANS) == []
+    assert run_runbook_sql(EXPIRED) == [(1,)]
