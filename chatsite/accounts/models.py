@@ -132,7 +132,8 @@ class Block(models.Model):
 
 class SecurityEvent(models.Model):
     """An append-only audit trail: lockouts, revocations, disables, identity key changes, sessions
-    bound to an existing device (and refused binds)."""
+    bound to an existing device (and refused binds), and every operator action (bans, flag
+    changes, remediations, rate-limit resets, breaker resets) with who did it and why."""
 
     class Kind(models.TextChoices):
         LOGIN_LOCKED = "login_locked"
@@ -145,6 +146,13 @@ class SecurityEvent(models.Model):
         DEVICE_REVOKED = "device_revoked"
         DEVICE_BOUND = "device_bound"
         DEVICE_BIND_FAILED = "device_bind_failed"
+        # Operator and support-staff actions (ops/, docs/operations.md): data carries "by"
+        # (the staff user's id, null from manage.py without --by), "reason" and what changed.
+        ACCOUNT_BANNED = "account_banned"
+        FEATURE_FLAG_CHANGED = "feature_flag_changed"
+        REMEDIATION_APPLIED = "remediation_applied"
+        RATE_LIMIT_RESET = "rate_limit_reset"
+        CIRCUIT_BREAKER_RESET = "circuit_breaker_reset"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     user = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -170,6 +170,29 @@ def session_bind_device(*, session: Session, device_id) -> None:
     session.device_id = device_id
 
 
+# --- Audit trail of operator actions --------------------------------------------------------
+
+
+def audit_record(
+    *,
+    kind: str,
+    by: User | None,
+    reason: str = "",
+    user: User | None = None,
+    flagged: bool = False,
+    **data,
+) -> SecurityEvent:
+    """One audit row for an operator or support-staff action: who (`by`, None from a shell
+    without one), why (`reason`) and what (`data`: ids and counts, never content or keys).
+    Call it inside the action's transaction so the row exists exactly when the change does."""
+    return SecurityEvent.objects.create(
+        kind=kind,
+        user=user,
+        flagged=flagged,
+        data={"by": by.pk if by else None, "reason": reason[:200], **data},
+    )
+
+
 # --- Account state (compromised-account runbook, seed 002) ----------------------------------
 
 
