@@ -24,7 +24,9 @@ from typing import Any
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from chatsite.api.flags import is_enabled
 from chatsite.api.redis import get_redis
+from presence import liveness
 
 logger = logging.getLogger("chatsite.ops")
 
@@ -131,11 +133,26 @@ def _memory() -> Check:
     return result
 
 
+def _presence() -> Check:
+    """Presence keeps liveness in Redis; without it, heartbeats write PostgreSQL (degraded: it
+    works, at a database write per heartbeat). docs/presence.md "Redis down"."""
+    if not is_enabled("presence"):
+        return {"status": "disabled", "detail": "PRESENCE_ENABLED is off"}
+    if liveness.store() == "redis":
+        return {"status": "ok", "store": "redis"}
+    return {
+        "status": "degraded",
+        "store": "database",
+        "detail": "Redis unavailable: liveness and heartbeats are kept in PostgreSQL",
+    }
+
+
 CHECKS: dict[str, Callable[[], Check]] = {
     "database": _database,
     "redis": _redis,
     "celery": _celery,
     "memory": _memory,
+    "presence": _presence,
 }
 
 _in_flight: dict[str, Future[Check]] = {}

@@ -151,14 +151,14 @@ def _public(check: health.Check) -> health.Check:
 
 @_probe_schema(
     "ops_health",
-    "Every dependency's status (database, redis, celery, memory); details only for a request that "
+    "Every dependency's status (database, redis, celery, memory, presence); details only for a request that "
     "passes METRICS_ALLOWED_IPS / METRICS_TOKEN. 503 when the database is down.",
     _HEALTH,
     _HEALTH,
 )
 @_probe
 def health_view(request: HttpRequest) -> HttpResponse:
-    checks = health.run_checks("database", "redis", "celery", "memory")
+    checks = health.run_checks("database", "redis", "celery", "memory", "presence")
     _record(checks)
     status = health.overall_status(checks)
     if _shows_details(request):

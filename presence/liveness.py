@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+import redis
 from django.conf import settings
 
 from chatsite.api.redis import get_async_redis, get_redis
@@ -30,6 +31,19 @@ def conns_key(user_id: int) -> str:
 def pushed_key(user_id: int) -> str:
     """The state last pushed to contacts ("online" / "offline"): transitions are pushed once."""
     return f"presence:pushed:{user_id}"
+
+
+def store() -> str:
+    """Where liveness is kept right now: "redis", or "database" when Redis is unset or does not
+    answer (the degraded mode of docs/presence.md). /health reports it."""
+    client = get_redis()
+    if client is None:
+        return "database"
+    try:
+        client.ping()
+    except (redis.RedisError, OSError):
+        return "database"
+    return "redis"
 
 
 def ttl_s() -> int:

@@ -3,6 +3,8 @@ REDIS_URL (scripts/test.sh sets the localhost defaults and checks both are up)."
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.conf import settings
 from django.test import AsyncClient, Client
@@ -43,6 +45,34 @@ async def _disconnect_communicators():
     before the test's own disconnect (tests/realtime/clients.py records each one)."""
     yield
     await disconnect_leftovers()
+
+
+@pytest.fixture(autouse=True)
+def _live_servers_quiet_before_flush(request, _django_db_marker):
+    """A test with a live daphne ends while that server may still be finishing a stream's
+    clean-up (presence writes user_presence on connect and disconnect). pytest-django's flush
+    (one TRUNCATE of every table) would then deadlock with that transaction and fail the
+    teardown. Set up after the database fixture, this is torn down before its flush: it waits
+    (at most LIVE_QUIET_WAIT_S) until no other backend on the test database is inside a
+    transaction."""
+    yield
+    if request.node.get_closest_marker("live_server_process") is None:
+        return
+    from django.db import connection
+
+    deadline = time.monotonic() + LIVE_QUIET_WAIT_S
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+        time.sleep(0.05)
+
+
+LIVE_QUIET_WAIT_S = 5.0
 
 
 @pytest.fixture(scope="session")

@@ -56,7 +56,7 @@ def test_public_health_says_only_status_per_check(client):
     body = resp.json()
     assert set(body) == {"status", "checks"}  # no version, no uptime
     assert body["status"] in ("ok", "degraded")
-    assert set(body["checks"]) == {"database", "redis", "celery", "memory"}
+    assert set(body["checks"]) == {"database", "redis", "celery", "memory", "presence"}
     for name, check in body["checks"].items():
         assert set(check) == {"status"}, name  # no pool stats, latencies or memory figures
     assert body["checks"]["database"]["status"] == "ok"
@@ -79,7 +79,7 @@ def test_health_reports_every_check(client, scrape_token):
     assert body["version"] == settings.VERSION
     assert body["status"] in ("ok", "degraded")
     checks = body["checks"]
-    assert set(checks) == {"database", "redis", "celery", "memory"}
+    assert set(checks) == {"database", "redis", "celery", "memory", "presence"}
 
     assert checks["database"]["status"] == "ok"
     assert checks["database"]["latency_ms"] >= 0
@@ -95,6 +95,8 @@ def test_health_reports_every_check(client, scrape_token):
 
     assert checks["memory"]["status"] in ("ok", "degraded")
     assert checks["memory"]["rss_bytes"] > 0
+
+    assert checks["presence"] == {"status": "ok", "store": "redis"}
 
 
 def test_health_database_is_just_the_database_check(client, scrape_token):
@@ -139,6 +141,19 @@ def test_health_is_200_but_degraded_when_only_redis_is_down(client, dead_redis):
     assert body["status"] == "degraded"
     assert body["checks"]["redis"]["status"] == "down"
     assert body["checks"]["database"]["status"] == "ok"
+
+
+def test_health_says_presence_runs_on_the_database_when_redis_is_down(client, scrape_token, dead_redis):
+    body = client.get("/health", **scrape_token).json()
+
+    assert body["checks"]["presence"]["status"] == "degraded"
+    assert body["checks"]["presence"]["store"] == "database"
+
+
+def test_health_says_presence_is_disabled_when_its_flag_is_off(client, settings):
+    settings.PRESENCE_ENABLED = False
+
+    assert client.get("/health").json()["checks"]["presence"] == {"status": "disabled"}
 
 
 def test_redis_is_disabled_not_down_in_embedded_mode(client, settings):
