@@ -17,9 +17,11 @@ def confirmation(
     title: str,
     consequence: str,
     ask_reason: bool = False,
+    details: list[str] | None = None,
 ) -> TemplateResponse | None:
     """The page to show before a destructive action runs, or None once it is confirmed (and, with
-    `ask_reason`, a reason given: read it with `reason_of(request)`)."""
+    `ask_reason`, a reason given: read it with `reason_of(request)`). `details`: lines shown
+    after the objects (what exactly will change), never carried as inputs."""
     confirmed = request.POST.get("confirm") == "yes"
     reason = reason_of(request)
     if confirmed and (reason or not ask_reason):
@@ -38,6 +40,7 @@ def confirmation(
             "ask_reason": ask_reason,
             "reason": reason,
             "reason_missing": confirmed and ask_reason and not reason,
+            "lines": details or [],
         },
     )
 

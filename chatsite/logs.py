@@ -118,8 +118,13 @@ def _is_password_name(name: str) -> bool:
 
 def _looks_random(run: str) -> bool:
     # Mixed case plus digits is what random base64 looks like; paths, identifiers, uuids and
-    # request ids (lower-case hex) are not, so they survive.
-    return any(c.isupper() for c in run) and any(c.islower() for c in run) and any(c.isdigit() for c in run)
+    # request ids (lower-case hex) are not, so they survive. About 1 in 1,000 random tokens of
+    # 43 characters has no digit: those still have an upper-case letter in roughly every other
+    # character, which no CamelCase identifier has (at least one in five is the bar).
+    uppers = sum(c.isupper() for c in run)
+    if not uppers or not any(c.islower() for c in run):
+        return False
+    return any(c.isdigit() for c in run) or uppers * 5 >= len(run)
 
 
 def _redacted_value(value: str) -> str:

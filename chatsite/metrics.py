@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 STARTED_AT = time.time()
 
@@ -41,6 +41,32 @@ REDIS_READY = Gauge(
 REDIS_ERRORS = Counter("redis_errors", "Redis errors, by component", ["component"])
 RATE_LIMIT_HITS = Counter("rate_limit_hits", "Requests refused by a rate limit (429), by scope", ["scope"])
 UPTIME_SECONDS = Gauge("uptime_seconds", "Seconds since this process started", multiprocess_mode="livemax")
+# Circuit breakers (chatsite/api/circuit.py): 0 closed, 1 half-open, 2 open; the worst process wins.
+CIRCUIT_BREAKER_STATE = Gauge(
+    "circuit_breaker_state",
+    "Circuit breaker state by dependency: 0 closed, 1 half-open, 2 open",
+    ["dependency"],
+    multiprocess_mode="livemax",
+)
+CIRCUIT_BREAKER_TRIPS = Counter(
+    "circuit_breaker_trips", "Times a circuit breaker opened, by dependency", ["dependency"]
+)
+# Alert inputs (ops/monitoring/alerts.yml, docs/operations.md "Alerts").
+REDIS_PING_SECONDS = Gauge(
+    "redis_ping_seconds",
+    "Latency of the last Redis PING of a /metrics or /health check",
+    multiprocess_mode="livemax",
+)
+AUTH_LOGIN_FAILURES = Counter(
+    "auth_login_failures", "Failed password checks (POST /auth/login, /admin/login/), by channel", ["channel"]
+)
+# Every SQL statement's duration (ops/monitoring/db_timing.py installs the wrapper): the runbooks'
+# "database p99 > 200 ms". Buckets around that threshold.
+DB_QUERY_DURATION = Histogram(
+    "db_query_duration_seconds",
+    "Duration of SQL statements run through Django",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
 
 
 # Collectors that read stored state at scrape time (e.g. dm's queue depths). They are not

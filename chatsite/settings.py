@@ -81,6 +81,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "chatsite.api.middleware.JsonExceptionMiddleware",
+    # After JsonExceptionMiddleware, so its process_exception sees a database outage first (503
+    # DATABASE_UNAVAILABLE, not 500); its process_request fails fast while the breaker is open.
+    "chatsite.api.circuit.DatabaseBreakerMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -143,7 +146,14 @@ WHITENOISE_AUTOREFRESH = DEBUG
 # --- Database -------------------------------------------------------------------------------
 DATABASE_URL = env.str("DATABASE_URL", default="")
 DB_POOL_MIN_SIZE = env.int("DB_POOL_MIN_SIZE", default=2)
-DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=20)
+# Seed 004's runbook raises the pool with DATABASE_POOL_MAX; that name is still read as the default.
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=env.int("DATABASE_POOL_MAX", default=20))
+# Seconds a request waits for a pooled connection before it fails (counted by the database
+# circuit breaker); and the cap on any one statement (seed 004 "Database Saturation": 30 s).
+DB_POOL_TIMEOUT = env.float("DB_POOL_TIMEOUT", default=10.0)
+DB_STATEMENT_TIMEOUT_MS = env.int("DB_STATEMENT_TIMEOUT_MS", default=30000)
+# Seconds to wait for a new PostgreSQL connection (libpq connect_timeout).
+DB_CONNECT_TIMEOUT_S = env.int("DB_CONNECT_TIMEOUT_S", default=5)
 if DATABASE_URL:
     _db = env.db_url_config(DATABASE_URL)
     if _db["ENGINE"].endswith("postgresql"):
@@ -153,8 +163,12 @@ if DATABASE_URL:
         _db.setdefault("OPTIONS", {})["pool"] = {
             "min_size": DB_POOL_MIN_SIZE,
             "max_size": DB_POOL_MAX_SIZE,
-            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+            "timeout": DB_POOL_TIMEOUT,
         }
+        _db["OPTIONS"].setdefault("connect_timeout", DB_CONNECT_TIMEOUT_S)
+        if DB_STATEMENT_TIMEOUT_MS:
+            # Set per connection at start-up (libpq options), so it holds for every statement.
+            _db["OPTIONS"].setdefault("options", f"-c statement_timeout={DB_STATEMENT_TIMEOUT_MS}")
     DATABASES = {"default": _db}
     DATABASE_BACKEND = "postgresql" if _db["ENGINE"].endswith("postgresql") else _db["ENGINE"]
 else:
@@ -494,3 +508,103 @@ CSRF_FAILURE_VIEW = "chatsite.api.errors.csrf_failure"  # the JSON envelope outs
 X_FRAME_OPTIONS = "DENY"
 
 logging.getLogger(__name__).debug("settings loaded")
+
+# --- Beat jobs (ops/jobs.py, docs/operations.md "Beat jobs") -----------------------------------
+# Schedules live in code (CELERY_BEAT_SCHEDULE), reviewed and tested with the tasks they name.
+# Every batched job stops starting new batches after this many seconds; the next run continues.
+JOB_TIME_BUDGET_S = env.float("JOB_TIME_BUDGET_S", default=30.0)
+# Celery's soft time limit of every beat task (worker prefork pool only): a last resort above the
+# budget for a single statement that hangs.
+JOB_SOFT_TIME_LIMIT_S = env.int("JOB_SOFT_TIME_LIMIT_S", default=120)
+# dm.tasks.purge_deliveries: rows deleted per transaction, batches per run at most.
+DM_PURGE_BATCH_SIZE = env.int("DM_PURGE_BATCH_SIZE", default=1000)
+DM_PURGE_MAX_BATCHES = env.int("DM_PURGE_MAX_BATCHES", default=100)
+# groups.tasks.purge_invites: invites expired (or used up, by their last redemption) more than
+# this many hours ago are deleted with their redemptions, GROUP_PURGE_BATCH_SIZE per transaction.
+GROUP_INVITE_CLEANUP_GRACE_HOURS = env.int("GROUP_INVITE_CLEANUP_GRACE_HOURS", default=24)
+# chatsite.accounts.tasks.purge_security_events: audit rows (security_events) kept this long.
+SECURITY_EVENT_RETENTION_DAYS = env.int("SECURITY_EVENT_RETENTION_DAYS", default=365)
+SECURITY_EVENT_PURGE_BATCH_SIZE = env.int("SECURITY_EVENT_PURGE_BATCH_SIZE", default=1000)
+# dm.tasks.remind_low_prekeys: an active device with fewer one-time prekeys than this gets a
+# `keys.low` event, at most once per E2EE_PREKEY_REMINDER_INTERVAL_S; devices per run at most.
+E2EE_PREKEY_REMINDER_BELOW = env.int("E2EE_PREKEY_REMINDER_BELOW", default=E2EE_OTPK_LOW_WATERMARK)
+E2EE_PREKEY_REMINDER_INTERVAL_S = env.int("E2EE_PREKEY_REMINDER_INTERVAL_S", default=6 * 3600)
+E2EE_PREKEY_REMINDER_MAX_DEVICES = env.int("E2EE_PREKEY_REMINDER_MAX_DEVICES", default=5000)
+# groups.tasks.sweep_rooms: Redis keys (room:*) scanned per run at most.
+ROOM_SWEEP_MAX_KEYS = env.int("ROOM_SWEEP_MAX_KEYS", default=100000)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "groups-purge-invites": {"task": "groups.tasks.purge_invites", "schedule": 3600.0},
+        "groups-sweep-rooms": {"task": "groups.tasks.sweep_rooms", "schedule": 3600.0},
+        "accounts-purge-security-events": {
+            "task": "chatsite.accounts.tasks.purge_security_events",
+            "schedule": 86400.0,
+        },
+        "dm-remind-low-prekeys": {"task": "dm.tasks.remind_low_prekeys", "schedule": 3600.0},
+    }
+)
+
+# --- Remediations and reports (ops/remediations, ops/reports.py; docs/operations.md "Remediations")
+# `rl:*` keys per SCAN page and per UNLINK when resetting or flushing rate-limit windows.
+RATE_LIMIT_FLUSH_BATCH = env.int("RATE_LIMIT_FLUSH_BATCH", default=500)
+# Orphaned rows deleted per statement by `clear_orphans` (all batches in one transaction).
+OPS_ORPHAN_DELETE_BATCH = env.int("OPS_ORPHAN_DELETE_BATCH", default=1000)
+# Each live stream's record in Redis (rt:conn:<channel>: user, transport, IP, user agent) for the
+# connection-storm report expires this long after its last heartbeat; it must be above
+# WS_PING_INTERVAL_MS / 1000 (system check realtime.E001), so a live stream's record never lapses
+# and a dead process's go soon.
+REALTIME_CONNECTION_RECORD_TTL_S = env.int("REALTIME_CONNECTION_RECORD_TTL_S", default=90)
+# User agents are recorded cut to this many characters (bounded keys; the report groups by it).
+REALTIME_USER_AGENT_MAX_CHARS = env.int("REALTIME_USER_AGENT_MAX_CHARS", default=200)
+# `connections_report` reads at most this many records (the staff dashboard reads
+# OPS_DASHBOARD_MAX_CONNECTION_RECORDS), this many keys per SCAN page and per HGETALL pipeline.
+REALTIME_CONNECTION_SNAPSHOT_MAX_RECORDS = env.int("REALTIME_CONNECTION_SNAPSHOT_MAX_RECORDS", default=100000)
+REALTIME_CONNECTION_SCAN_BATCH = env.int("REALTIME_CONNECTION_SCAN_BATCH", default=1000)
+# Devices `low_prekeys` lists at most (emptiest first).
+OPS_LOW_PREKEYS_REPORT_LIMIT = env.int("OPS_LOW_PREKEYS_REPORT_LIMIT", default=500)
+
+# --- Integrity checks (ops/integrity, docs/operations.md "Integrity checks") -------------------
+# Celery beat runs every check this often (entry "ops-integrity-checks"); results are stored in
+# ops_integrity_results and exported as integrity_violations{check}.
+INTEGRITY_CHECK_INTERVAL_S = env.int("INTEGRITY_CHECK_INTERVAL_S", default=300)
+# Each check's query is cut off after this many milliseconds (lock waits included) and recorded
+# as an error; the other checks still run. The slowest checks are full passes (2.6 s for 2M
+# direct messages, docs/operations.md): a run takes at most 20 x this, inside the interval.
+INTEGRITY_STATEMENT_TIMEOUT_MS = env.int("INTEGRITY_STATEMENT_TIMEOUT_MS", default=10000)
+# Offending ids listed per check by `integrity_check --json` and the staff dashboard.
+INTEGRITY_SAMPLE_SIZE = env.int("INTEGRITY_SAMPLE_SIZE", default=20)
+# Thresholds (the OTPK, signed-prekey and identity-change ones are the E2EE_* settings above):
+# a DM device copy unacknowledged this long; a sender-key envelope unacknowledged this long
+# (seed 000: 5 minutes); a user online with last_seen_at this old; a status post expired this long
+# ago and still stored (two runs of the 5-minute cleanup).
+INTEGRITY_UNDELIVERED_AFTER_S = env.int("INTEGRITY_UNDELIVERED_AFTER_S", default=300)
+INTEGRITY_SENDER_KEY_UNACKED_AFTER_S = env.int("INTEGRITY_SENDER_KEY_UNACKED_AFTER_S", default=300)
+INTEGRITY_PRESENCE_STUCK_AFTER_S = env.int("INTEGRITY_PRESENCE_STUCK_AFTER_S", default=300)
+INTEGRITY_STATUS_EXPIRED_GRACE_S = env.int("INTEGRITY_STATUS_EXPIRED_GRACE_S", default=600)
+CELERY_BEAT_SCHEDULE["ops-integrity-checks"] = {
+    "task": "ops.tasks.run_integrity_checks",
+    "schedule": float(INTEGRITY_CHECK_INTERVAL_S),
+}
+
+# --- Staff dashboard (ops/dashboard, docs/operations.md "Admin console for support staff") -----
+# Security events (failed log-ins, identity key changes, bans) the dashboard lists, newest first.
+OPS_DASHBOARD_SECURITY_EVENTS = env.int("OPS_DASHBOARD_SECURITY_EVENTS", default=20)
+# Live connection records (Redis) read at most per dashboard load; past it the count shows "N+".
+OPS_DASHBOARD_MAX_CONNECTION_RECORDS = env.int("OPS_DASHBOARD_MAX_CONNECTION_RECORDS", default=10000)
+
+# --- Runtime feature flags and circuit breakers (chatsite/api/flags.py, chatsite/api/circuit.py;
+# docs/operations.md "Feature flags at runtime", "Circuit breaker") ---------------------------
+# The data-corruption runbook's switch (seed 004): off refuses every message write with 503
+# MESSAGE_WRITE_DISABLED while reads keep working. The runbook's FEATURE_FLAG_MESSAGE_WRITE=disabled
+# is still read as the default.
+MESSAGE_WRITE_ENABLED = env.bool(
+    "MESSAGE_WRITE_ENABLED",
+    default=env.str("FEATURE_FLAG_MESSAGE_WRITE", default="enabled").strip().lower()
+    not in ("disabled", "off", "false", "0"),
+)
+# Every process re-reads the runtime overrides (feature_flags) and breaker resets this often.
+FEATURE_FLAG_REFRESH_S = env.float("FEATURE_FLAG_REFRESH_S", default=2.0)
+# Consecutive connection failures that open a breaker (seed 004: "failed 10 consecutive times"),
+# and seconds it stays open before letting one trial call through (seed 004: about 60 s).
+CIRCUIT_BREAKER_FAILURES = env.int("CIRCUIT_BREAKER_FAILURES", default=10)
+CIRCUIT_BREAKER_RESET_S = env.float("CIRCUIT_BREAKER_RESET_S", default=60.0)

@@ -14,6 +14,10 @@ urlpatterns = [
     path("", include("groups.urls")),
     path("", include("presence.urls")),
     path("", include("status.urls")),
+    # The staff dashboard, inside the admin's URL space and behind its log-in (ops/dashboard).
+    path("admin/ops/dashboard/", include("ops.dashboard.urls")),
+    # The remediations page, likewise (ops/remediations/views.py).
+    path("admin/ops/remediations/", include("ops.remediations.urls")),
     path("admin/", admin.site.urls),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-docs"),

@@ -75,6 +75,12 @@ class KeyBundle(models.Model):
                 condition=Q(prekeys_remaining__gte=0), name="ck_e2ee_key_bundles_remaining"
             )
         ]
+        indexes = [
+            # The runbook's "devices with low OTPK pools" and the stale signed prekey scan
+            # (ops/integrity, prekey reminders) read only the few offending rows through these.
+            models.Index(fields=["prekeys_remaining"], name="e2ee_key_bundles_remaining_idx"),
+            models.Index(fields=["signed_prekey_uploaded_at"], name="e2ee_key_bundles_spk_age_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"bundle of {self.device_id} ({self.prekeys_remaining} prekeys)"

@@ -11,6 +11,13 @@ GROUP_MESSAGES_SENT = Counter(
 GROUP_SENDER_KEY_DISTRIBUTIONS = Counter(
     "group_sender_key_distributions_total", "Sender-key distributions (proto 11) stored"
 )
+# Seed 000 "alert if distribution failures > 5 %": a distribution refused (stale epoch, envelopes
+# not matching the member devices, ...), by error code; the ratio to the stored ones is the alert.
+GROUP_SENDER_KEY_DISTRIBUTION_FAILURES = Counter(
+    "group_sender_key_distribution_failures_total",
+    "Sender-key distributions (proto 11) refused, by error code",
+    ["code"],
+)
 
 
 class GroupStateCollector:

@@ -24,6 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from chatsite.api import circuit
 from chatsite.api.flags import is_enabled
 from chatsite.api.redis import get_redis
 from presence import liveness
@@ -147,12 +148,20 @@ def _presence() -> Check:
     }
 
 
+def _circuit_breaker() -> Check:
+    """This process's breakers (chatsite/api/circuit.py): degraded while one is not closed."""
+    breakers = circuit.snapshot()
+    closed = all(b["state"] == circuit.CLOSED for b in breakers.values())
+    return {"status": "ok" if closed else "degraded", **breakers}
+
+
 CHECKS: dict[str, Callable[[], Check]] = {
     "database": _database,
     "redis": _redis,
     "celery": _celery,
     "memory": _memory,
     "presence": _presence,
+    "circuit_breaker": _circuit_breaker,
 }
 
 _in_flight: dict[str, Future[Check]] = {}

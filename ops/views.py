@@ -27,14 +27,14 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
-from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+from prometheus_client import REGISTRY, CollectorRegistry, ProcessCollector, multiprocess
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from chatsite.api.errors import json_error
 from chatsite.api.request import client_ip
 from chatsite.api.schema import json_content, plain_view_schema
-from chatsite.metrics import REDIS_READY, STARTED_AT, STATE_COLLECTORS, UPTIME_SECONDS
+from chatsite.metrics import REDIS_PING_SECONDS, REDIS_READY, STARTED_AT, STATE_COLLECTORS, UPTIME_SECONDS
 from ops import health
 
 logger = logging.getLogger("chatsite.ops")
@@ -106,6 +106,8 @@ def _record(checks: dict[str, health.Check]) -> None:
     UPTIME_SECONDS.set(_uptime_seconds())
     if "redis" in checks:
         REDIS_READY.set(1 if checks["redis"]["status"] == "ok" else 0)
+        if checks["redis"].get("latency_ms") is not None:
+            REDIS_PING_SECONDS.set(checks["redis"]["latency_ms"] / 1000)
 
 
 @functools.cache
@@ -158,7 +160,7 @@ def _public(check: health.Check) -> health.Check:
 )
 @_probe
 def health_view(request: HttpRequest) -> HttpResponse:
-    checks = health.run_checks("database", "redis", "celery", "memory", "presence")
+    checks = health.run_checks("database", "redis", "celery", "memory", "presence", "circuit_breaker")
     _record(checks)
     status = health.overall_status(checks)
     if _shows_details(request):
@@ -236,8 +238,16 @@ def _registry() -> Collector:
         _forget_dead_processes(directory)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        # State collectors read the database. With it down each would wait DB_POOL_TIMEOUT in
+        # turn, and the scrape would outlast Prometheus' timeout (ServiceDown for a database
+        # outage): one bounded probe (ops/health.py, about a second) decides for all of them.
+        database_up = health.is_up(health.check_database())
         for collector in STATE_COLLECTORS:
-            registry.register(collector)
+            if database_up or not getattr(collector, "reads_database", True):
+                registry.register(collector)
+        # process_* of the process answering: the server (one per container in docker-compose),
+        # for the dashboard's memory and CPU panels; per-process files cannot hold them.
+        ProcessCollector(registry=registry)
         return registry
     return REGISTRY
 

@@ -37,6 +37,14 @@ class UserPresence(models.Model):
 
     class Meta:
         db_table = "user_presence"
+        indexes = [
+            # Only users shown online: the sweep's and the stuck-online integrity check's scan.
+            models.Index(
+                fields=["last_seen_at"],
+                name="user_presence_online_seen_idx",
+                condition=models.Q(device_online=True),
+            ),
+        ]
         verbose_name = "user presence"
         verbose_name_plural = "user presence"
 

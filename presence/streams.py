@@ -4,9 +4,13 @@
   connect), and `presence.changed` to contacts when the user was offline;
 - on_tick: once per PRESENCE_HEARTBEAT_S, refresh the key's TTL (Redis only: a steady heartbeat
   writes nothing to PostgreSQL); with Redis down, write last_seen_at instead (degraded mode);
-- cleanup (stream.on_cleanup, run on every exit path of the transport): drop the key; when it was
-  the user's last stream, clear device_online and flush last_seen_at, then after
-  PRESENCE_OFFLINE_GRACE_S tell contacts it went offline unless it came back meanwhile.
+- cleanup (stream.on_cleanup, run on every exit path of the transport) starts a task of its own,
+  detached from the stream: drop the key; when it was the user's last stream, clear
+  device_online and flush last_seen_at, then after PRESENCE_OFFLINE_GRACE_S tell contacts it went
+  offline unless it came back meanwhile. Detached because the gateway gives each cleanup hook a
+  short deadline and daphne kills a consumer that is slow to end: under load (bench/
+  presence_load.py, 5,000 clients) the Redis and database round trips outlived both, and the
+  user stayed online until the sweep.
 A crashed process runs no cleanup: its keys expire and presence.tasks.sweep_presence clears it.
 """
 
@@ -34,7 +38,7 @@ _touch = database_sync_to_async(services.touch_last_seen, thread_sensitive=False
 _announce = database_sync_to_async(services.announce, thread_sensitive=False)
 _settle = database_sync_to_async(services.settle_offline, thread_sensitive=False)
 
-# Grace timers started by a stream's cleanup; referenced until done.
+# End-of-stream tasks (offline write, grace timer); referenced until done.
 _pending: set[asyncio.Task] = set()
 
 
@@ -67,6 +71,21 @@ async def _grace_then_settle(user_id: int) -> None:
         logger.warning("presence offline push failed", exc_info=True)
 
 
+async def _stream_ended(user_id: int, conn: str) -> None:
+    try:
+        others = await liveness.aend(user_id, conn)
+    except REDIS_ERRORS:
+        others = False
+    if others:
+        return
+    try:
+        await _mark_offline(user_id=user_id)
+    except Exception:
+        # The sweep clears device_online within two heartbeats (presence.tasks.sweep_presence).
+        logger.warning("presence offline write failed", exc_info=True)
+    await _grace_then_settle(user_id)
+
+
 class PresenceSource(registry.StreamSource):
     name = SOURCE
     feature = "presence"
@@ -80,14 +99,7 @@ class PresenceSource(registry.StreamSource):
 
         async def cleanup() -> None:
             PRESENCE_LIVE_STREAMS.dec()
-            try:
-                others = await liveness.aend(user_id, conn)
-            except REDIS_ERRORS:
-                others = False
-            if others:
-                return
-            await _mark_offline(user_id=user_id)
-            task = asyncio.get_running_loop().create_task(_grace_then_settle(user_id))
+            task = asyncio.get_running_loop().create_task(_stream_ended(user_id, conn))
             _pending.add(task)
             task.add_done_callback(_pending.discard)
 

@@ -34,6 +34,17 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
     echo "chromium / chromium-driver missing (apt-get install chromium chromium-driver as root): the browser test will fail" >&2
   fi
 fi
+# The alert-rule tests (tests/ops/monitoring) run promtool from Debian's `prometheus` package:
+# installed here the same way when missing; without it those tests fail, they are never skipped.
+if ! command -v promtool >/dev/null; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "installing prometheus (promtool) for the alert-rule tests" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null ||
+      echo "could not install prometheus: the alert-rule tests will fail" >&2
+  else
+    echo "promtool missing (apt-get install prometheus as root): the alert-rule tests will fail" >&2
+  fi
+fi
 "$BIN/python" -m pytest "$@"
 rc=$?
 if [ $rc -eq 5 ]; then

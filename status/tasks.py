@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from chatsite.time_budget import TimeBudget
 from status import metrics
 from status.models import StatusAudience, StatusPost, StatusView
 
@@ -24,13 +25,17 @@ def status_cleanup(
     """Delete posts expired before `now`, batch by batch: each batch is its own short transaction
     over at most STATUS_CLEANUP_BATCH_SIZE posts (oldest expiry first, rows locked with SKIP LOCKED
     so an owner deleting one at the same moment is not waited for), at most
-    STATUS_CLEANUP_MAX_BATCHES batches a run; the rest is left to the next run. No lock is held
+    STATUS_CLEANUP_MAX_BATCHES batches and JOB_TIME_BUDGET_S seconds a run; the rest is left to
+    the next run. No lock is held
     between batches. Idempotent. Returns {"posts_deleted", "audience_deleted", "views_deleted"}."""
     now = now or timezone.now()
     batch_size = batch_size or settings.STATUS_CLEANUP_BATCH_SIZE
     max_batches = max_batches or settings.STATUS_CLEANUP_MAX_BATCHES
     posts = audience = views = 0
+    budget = TimeBudget()
     for _ in range(max_batches):
+        if budget.spent():
+            break
         with transaction.atomic():
             ids = list(
                 StatusPost.objects.filter(expires_at__lte=now)
@@ -64,7 +69,12 @@ def run_cleanup(**kwargs) -> dict[str, int]:
     return result
 
 
-@shared_task(autoretry_for=(Exception,), retry_backoff=True, max_retries=3)
+@shared_task(
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    max_retries=3,
+    soft_time_limit=settings.JOB_SOFT_TIME_LIMIT_S,
+)
 def cleanup_expired_posts() -> dict[str, int]:
     """Expired status posts, their audience and views."""
     return run_cleanup()

@@ -101,6 +101,15 @@ def _responses_match_the_openapi_schema(_openapi_checker, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _closed_circuit_breakers():
+    """Each test starts with both circuit breakers closed (their state is per process)."""
+    from chatsite.api.circuit import BREAKERS
+
+    for b in BREAKERS.values():
+        b.reset()
+
+
+@pytest.fixture(autouse=True)
 def _plain_http(settings):
     """Test clients speak plain HTTP, as the app sees traffic behind the TLS-terminating load
     balancer; with DJANGO_DEBUG=false every request would otherwise be a 301 to https://."""
@@ -193,6 +202,9 @@ def _close_connection_pools(django_db_setup, django_db_blocker):
     yield
     from django.db import connections
 
+    from chatsite.api.flags import overrides
+
+    overrides.stop()  # the flag refresher thread would reopen a pool (chatsite/api/flags.py)
     with django_db_blocker.unblock():
         for conn in connections.all():
             if hasattr(conn, "close_pool"):

@@ -12,6 +12,7 @@ import redis
 from channels.layers import channel_layers
 from django.test import override_settings
 
+from chatsite.api.circuit import breaker
 from chatsite.api.redis import _async_clients, get_redis
 from chatsite.realtime.relay import health
 from tests.live import free_port
@@ -48,6 +49,7 @@ class RedisProcess:
 
 
 def _reset_clients() -> None:
+    breaker("redis").reset()
     channel_layers.backends.clear()
     get_redis.cache_clear()
     health.ok = True
@@ -68,6 +70,9 @@ def relay_on(server: RedisProcess, **settings_overrides):
             },
         }
     }
+    # A Redis brought back is used again within a fraction of a second: the redis circuit breaker
+    # (chatsite/api/circuit.py) would otherwise wait its production minute before a trial call.
+    settings_overrides.setdefault("CIRCUIT_BREAKER_RESET_S", 0.2)
     with override_settings(REDIS_URL=server.url, CHANNEL_LAYERS=layers, **settings_overrides):
         _reset_clients()
         try:

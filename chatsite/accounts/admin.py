@@ -132,6 +132,9 @@ class SessionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # deleting skips the stream close and the audit row: revoke instead
+
     @admin.action(description="Revoke selected sessions (force disconnect)", permissions=["change"])
     def revoke_sessions(self, request, queryset):
         page = confirmation(
@@ -170,8 +173,14 @@ class SecurityEventAdmin(admin.ModelAdmin):
 
 
 admin.site.register(
-    Contact, list_display=("owner", "contact", "created_at"), raw_id_fields=("owner", "contact")
+    Contact,
+    list_display=("owner", "contact", "created_at"),
+    raw_id_fields=("owner", "contact"),
+    search_fields=("owner__username", "contact__username"),
 )
 admin.site.register(
-    Block, list_display=("blocker", "blocked", "created_at"), raw_id_fields=("blocker", "blocked")
+    Block,
+    list_display=("blocker", "blocked", "created_at"),
+    raw_id_fields=("blocker", "blocked"),
+    search_fields=("blocker__username", "blocked__username"),
 )

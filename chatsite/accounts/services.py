@@ -23,6 +23,7 @@ from chatsite.accounts.tokens import hash_token, new_token
 from chatsite.accounts.validators import UsernameValidator
 from chatsite.api import throttling
 from chatsite.api.errors import ApiError
+from chatsite.metrics import AUTH_LOGIN_FAILURES
 
 security_log = logging.getLogger("chatsite.security")
 
@@ -89,6 +90,7 @@ def login_authenticate(*, username: str, password: str, ip: str | None, channel:
                 "username_length": len(username),
             }
         SecurityEvent.objects.create(kind=SecurityEvent.Kind.LOGIN_FAILED, user=user, ip=ip, data=data)
+        AUTH_LOGIN_FAILURES.labels(channel=channel).inc()  # the failed-auth spike alert
         login_throttle.record_failure(account=account, ip=ip, user=user, channel=channel)
         raise ApiError("INVALID_CREDENTIALS")
     login_throttle.remember_success(user=user, ip=ip)

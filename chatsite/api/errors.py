@@ -64,6 +64,13 @@ ERRORS: dict[str, ErrorSpec] = {
     "CONFLICT": ErrorSpec(409, "The request conflicts with the current state.", "e.g. username taken"),
     "UNSUPPORTED_MEDIA_TYPE": ErrorSpec(415, "Send application/json.", ""),
     "SERVICE_UNAVAILABLE": ErrorSpec(503, "A dependency is unavailable; retry shortly.", ""),
+    # Seed 004 "Cascading Failures" / "Data Corruption" (chatsite/api/circuit.py, chatsite/api/flags.py)
+    "DATABASE_UNAVAILABLE": ErrorSpec(
+        503, "The database is unavailable; retry after Retry-After seconds.", "Database circuit breaker open"
+    ),
+    "MESSAGE_WRITE_DISABLED": ErrorSpec(
+        503, "Message writes are paused; reading still works.", "MESSAGE_WRITE off (data-corruption runbook)"
+    ),
     "INTERNAL_ERROR": ErrorSpec(500, "Internal server error.", "A bug: see logs by request id"),
 }
 
@@ -113,6 +120,10 @@ _DRF_CODES = {
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every error leaves as {"code", "detail", ...}."""
+    from chatsite.api.circuit import database_failure  # imported here: circuit imports this module
+
+    if (outage := database_failure(exc)) is not None:
+        return Response(outage.body(), status=outage.status, headers=outage.headers)
     if isinstance(exc, ApiError):
         return Response(exc.body(), status=exc.status, headers=exc.headers)
     if isinstance(exc, RequestDataTooBig):

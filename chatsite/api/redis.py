@@ -14,12 +14,15 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from chatsite.api.circuit import AsyncBreakerRedis, BreakerRedis
+
 
 @functools.cache
 def get_redis() -> redis.Redis | None:
     if not settings.REDIS_URL:
         return None
-    return redis.Redis.from_url(
+    # Commands go through the redis circuit breaker (chatsite/api/circuit.py).
+    return BreakerRedis.from_url(
         settings.REDIS_URL,
         socket_connect_timeout=0.5,
         socket_timeout=0.5,
@@ -38,7 +41,7 @@ def get_async_redis() -> aioredis.Redis | None:
     loop = asyncio.get_running_loop()
     url, client = _async_clients.get(loop, (None, None))
     if client is None or url != settings.REDIS_URL:
-        client = aioredis.Redis.from_url(
+        client = AsyncBreakerRedis.from_url(
             settings.REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5, max_connections=256
         )
         _async_clients[loop] = (settings.REDIS_URL, client)

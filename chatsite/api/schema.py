@@ -31,6 +31,7 @@ _ERROR_REF = f"#/components/schemas/{ERROR_COMPONENT}"
 
 BODY_ERRORS = ("BAD_REQUEST", "VALIDATION_ERROR", "PAYLOAD_TOO_LARGE", "UNSUPPORTED_MEDIA_TYPE")
 AUTH_ERRORS = ("UNAUTHENTICATED",)
+DATABASE_ERRORS = ("DATABASE_UNAVAILABLE",)
 
 _UUIDS = {"type": "array", "items": {"type": "string", "format": "uuid"}}
 
@@ -50,9 +51,13 @@ ERROR_SCHEMA: dict[str, Any] = {
         "retry_in_seconds": {
             "type": "integer",
             "minimum": 1,
-            "description": "RATE_LIMITED: when to retry (also in the X-Retry-After header).",
+            "description": "RATE_LIMITED: when to retry (also in the X-Retry-After header); "
+            "DATABASE_UNAVAILABLE: the same as its Retry-After header.",
         },
-        "feature": {"type": "string", "description": "FEATURE_DISABLED: the feature that is off."},
+        "feature": {
+            "type": "string",
+            "description": "FEATURE_DISABLED / MESSAGE_WRITE_DISABLED: the feature that is off.",
+        },
         "field": {"type": "string", "description": "INVALID_SIGNATURE: the field that did not verify."},
         "missing_devices": {**_UUIDS, "description": "DEVICE_MISMATCH: active devices with no envelope."},
         "extra_devices": {**_UUIDS, "description": "DEVICE_MISMATCH: envelopes for unknown devices."},
@@ -119,6 +124,13 @@ def _error_response(status: int, codes: Iterable[str]) -> dict[str, Any]:
     }
     if status == ERRORS["RATE_LIMITED"].status:
         response["headers"] = dict(_RETRY_HEADERS)
+    elif "DATABASE_UNAVAILABLE" in codes:
+        response["headers"] = {
+            "Retry-After": {
+                "description": "DATABASE_UNAVAILABLE: seconds until the breaker lets a trial through.",
+                "schema": {"type": "integer"},
+            }
+        }
     return response
 
 
@@ -228,6 +240,10 @@ def _add_common_errors(operation: dict[str, Any]) -> None:
     if security and {} not in security:
         extra += AUTH_ERRORS
     responses = operation["responses"]
+    if "503" not in responses or error_codes_of(responses["503"]) is not None:
+        # The database circuit breaker (chatsite/api/circuit.py) can answer any API operation;
+        # the probes, which keep their own 503 body, are answered before it.
+        extra += DATABASE_ERRORS
     codes: dict[int, list[str]] = {}
     for status, response in responses.items():
         declared = error_codes_of(response)

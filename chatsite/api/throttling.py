@@ -216,3 +216,91 @@ def reset(scope: str, key: str | int) -> None:
 def reset_local() -> None:
     """Tests: forget the per-process fallback windows."""
     _local.clear()
+
+
+# --- Operators: reset one user's windows, flush them all (seed 002, "Flush rate limit counters") --
+#
+# Only `rl:*` keys are ever touched: found with SCAN MATCH (never KEYS, which blocks Redis) and
+# removed with UNLINK (freed in the background) in batches of RATE_LIMIT_FLUSH_BATCH; never
+# FLUSHDB, which would drop stream registries, presence and every other process's state.
+
+KEY_PREFIX = "rl:"
+
+
+def _key_of_user(rkey: str, user_id: int) -> bool:
+    """Whether the window `rl:<scope>:<key>` counts `user_id`'s events. Scopes have no colon;
+    a user's key is their id (`rl:dm_send_min:42`), or starts with `u:<id>:` (a pair such as
+    `rl:bundle_fetch:u:42:<device>`) or is `user-<id>` (a per-address scope that fell back to
+    the user: `rl:room_create:user-42`). Those are every scope's shapes; none is `<id>:…`, which
+    an IPv6 address key would match (`rl:register:2001:db8::1` is not user 2001's), so addresses
+    never match: `1.2.3.42`, `::42` and `2001:db8::1` are no user's."""
+    parts = rkey.split(":", 2)
+    if len(parts) != 3 or parts[0] != "rl":
+        return False
+    key, uid = parts[2], str(user_id)
+    return key == uid or key == f"user-{uid}" or key.startswith(f"u:{uid}:")
+
+
+def _scan(client, match: str):
+    from django.conf import settings
+
+    for k in client.scan_iter(match=match, count=settings.RATE_LIMIT_FLUSH_BATCH):
+        yield k.decode() if isinstance(k, bytes) else k
+
+
+def _require_redis():
+    client = get_redis()
+    if client is None:
+        raise RuntimeError("REDIS_URL is not set: rate-limit windows live in this process only")
+    return client
+
+
+def _scope(rkey: str) -> str:
+    return rkey.split(":", 2)[1] if rkey.count(":") >= 2 else "?"
+
+
+def user_window_keys(user_id: int) -> list[str]:
+    """The `rl:*` keys of one user's windows (see _key_of_user), sorted."""
+    return sorted(k for k in _scan(_require_redis(), f"{KEY_PREFIX}*") if _key_of_user(k, user_id))
+
+
+def window_counts() -> dict[str, int]:
+    """How many `rl:*` windows each scope holds now: what a flush would remove."""
+    counts: dict[str, int] = collections.Counter(_scope(k) for k in _scan(_require_redis(), f"{KEY_PREFIX}*"))
+    return dict(sorted(counts.items()))
+
+
+def reset_user(user_id: int) -> list[str]:
+    """Remove every window of `user_id` (all scopes): their next requests start from zero.
+    Returns the keys removed. This process's fallback windows of the user go too; other
+    processes' fallbacks (used only while Redis is down) are theirs to forget."""
+    client = _require_redis()
+    keys = user_window_keys(user_id)
+    if keys:
+        client.unlink(*keys)
+    with _local._lock:
+        for key in [k for k in _local._logs if _key_of_user(k, user_id)]:
+            del _local._logs[key]
+    return keys
+
+
+def flush_all() -> dict[str, int]:
+    """Remove every rate-limit window, `rl:*` keys only, UNLINKed as SCAN finds them in batches
+    of RATE_LIMIT_FLUSH_BATCH (memory stays bounded however many there are). Returns how many
+    were removed per scope."""
+    from django.conf import settings
+
+    client = _require_redis()
+    removed: collections.Counter[str] = collections.Counter()
+    batch: list[str] = []
+    for key in _scan(client, f"{KEY_PREFIX}*"):
+        batch.append(key)
+        if len(batch) >= settings.RATE_LIMIT_FLUSH_BATCH:
+            client.unlink(*batch)
+            removed.update(_scope(k) for k in batch)
+            batch = []
+    if batch:
+        client.unlink(*batch)
+        removed.update(_scope(k) for k in batch)
+    _local.clear()
+    return dict(sorted(removed.items()))

@@ -22,6 +22,7 @@ from channels.utils import await_many_dispatch
 from django.conf import settings
 
 from chatsite.api import flags, json_input
+from chatsite.api.circuit import database_failure
 from chatsite.api.errors import ApiError
 from chatsite.metrics import (
     WS_CONNECTION_REJECTED,
@@ -150,6 +151,7 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             close_transport=self._close_transport,
             params=params,
             client_ip=self.lease.ip,
+            user_agent=self.scope.get("user_agent", ""),
         )
         self._holder["stream"] = self.stream
         self.lease.attach(self.stream)
@@ -259,7 +261,9 @@ class GatewayConsumer(AsyncJsonWebsocketConsumer):
             reply = await spec.handler(self.stream, content)
         except ApiError as err:
             return await self.stream.send(err.frame(**ref))
-        except Exception:
+        except Exception as exc:
+            if (outage := database_failure(exc)) is not None:  # counted by the database breaker
+                return await self.stream.send(outage.frame(**ref))
             logger.exception("frame handler failed", extra={"frame_type": frame_type})
             return await self.stream.send(ApiError("INTERNAL_ERROR").frame(**ref))
         if reply is not None:

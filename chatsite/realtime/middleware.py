@@ -72,5 +72,6 @@ class TokenAuthMiddleware:
             "user": session.user if session else None,
             "query_params": query,
             "client_ip": client_ip_from(_forwarded_for(scope), client[0]),
+            "user_agent": _header(scope, b"user-agent"),
         }
         return await self.app(scope, receive, send)

@@ -36,10 +36,14 @@ logger = logging.getLogger("chatsite.realtime")
 
 
 async def authenticate(request) -> Session | None:
-    """The live session of an SSE request: the same credentials as /ws (`stream_session`)."""
-    return await database_sync_to_async(stream_session)(
+    """The live session of an SSE request: the same credentials as /ws (`stream_session`). A
+    refusal counts in ws_connection_rejected_total{reason="unauthenticated"}, as on /ws."""
+    session = await database_sync_to_async(stream_session)(
         authorization=request.headers.get("Authorization", ""), ticket=request.GET.get("ticket")
     )
+    if session is None:
+        WS_CONNECTION_REJECTED.labels(reason="unauthenticated").inc()
+    return session
 
 
 def _encode(frame: dict[str, Any]) -> bytes:
@@ -115,6 +119,7 @@ async def _stream_response(
         close_transport=close_transport,
         params=params,
         client_ip=lease.ip,
+        user_agent=request.headers.get("User-Agent", ""),
     )
 
     async def pump() -> None:

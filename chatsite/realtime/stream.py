@@ -23,7 +23,14 @@ from django.utils import timezone
 from chatsite.accounts.selectors import session_is_live
 from chatsite.api import flags
 from chatsite.metrics import WS_CONNECTION_REJECTED, WS_MESSAGES_SENT
-from chatsite.realtime import admission, device_bus, force_disconnect, open_streams, registry
+from chatsite.realtime import (
+    admission,
+    device_bus,
+    force_disconnect,
+    live_connections,
+    open_streams,
+    registry,
+)
 from chatsite.realtime.close_codes import CloseCode
 from chatsite.realtime.names import device_group, session_group, user_group
 from chatsite.realtime.relay import CONTROL_TYPE, EVENT_TYPE, health
@@ -48,10 +55,14 @@ class Stream:
         close_transport: Callable[[int, str], Awaitable[None]],
         params: dict[str, str] | None = None,
         client_ip: str | None = None,
+        user_agent: str = "",
     ) -> None:
         self.transport = transport
         # The client's address as the transport worked it out (per-IP limits of domains).
         self.client_ip = client_ip
+        # The User-Agent header, for the connection-storm report only (live_connections).
+        self.user_agent = user_agent
+        self.opened_at = time.time()
         self.user_id = user_id
         self.session_id = session_id
         self.device_id = device_id
@@ -207,6 +218,8 @@ class Stream:
             await asyncio.wait(tasks, timeout=1.0)
         with contextlib.suppress(Exception):
             await admission.unregister(self.user_id, self.device_id, self.channel_name)
+        with contextlib.suppress(Exception):
+            await live_connections.forget(self)
         if self._bus_watching:
             self._bus_watching = False
             with contextlib.suppress(Exception):
@@ -232,6 +245,8 @@ class Stream:
 
     async def heartbeat(self) -> None:
         self._last_heartbeat = time.monotonic()
+        # In a task of the stream: a slow Redis never delays the heartbeat itself.
+        self.spawn(live_connections.record(self), name="connection-record")
         await self.send({"type": "heartbeat", "relay_lag": self.relay_lag, "ts": timezone.now().isoformat()})
 
     async def handle_layer_message(self, message: dict[str, Any]) -> None:

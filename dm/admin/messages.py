@@ -1,8 +1,31 @@
 """Support staff's view of messages, with delivery tracing. Ciphertext is never shown."""
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib import admin
+from django.utils import timezone
 
 from dm.models import Delivery, Message
+
+
+class UndeliveredFilter(admin.SimpleListFilter):
+    """Messages with a device copy not acknowledged; "stale": queued more than
+    INTEGRITY_UNDELIVERED_AFTER_S ago, exactly the integrity check dm_undelivered_stale (which
+    counts messages, not copies: the Deliveries list's pending=stale shows the copies)."""
+
+    title = "undelivered"
+    parameter_name = "undelivered"
+
+    def lookups(self, request, model_admin):
+        return (("stale", "A copy unacknowledged past the alert age"),)
+
+    def queryset(self, request, queryset):
+        if self.value() == "stale":
+            before = timezone.now() - timedelta(seconds=settings.INTEGRITY_UNDELIVERED_AFTER_S)
+            pending = Delivery.objects.filter(delivered_at__isnull=True, created_at__lt=before)
+            return queryset.filter(id__in=pending.values("message_id"))
+        return queryset
 
 
 class DeliveryInline(admin.TabularInline):
@@ -27,7 +50,7 @@ class MessageAdmin(admin.ModelAdmin):
         "recipients",
         "acked",
     )
-    list_filter = ("created_at",)
+    list_filter = (UndeliveredFilter, "created_at")
     search_fields = ("=id", "sender_user__username", "=client_message_id")
     fields = ("id", "conversation", "sender_user", "sender_device", "client_message_id", "created_at")
     readonly_fields = fields

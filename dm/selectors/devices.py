@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from chatsite.accounts.models import Session, User
 from chatsite.api.errors import ApiError
-from dm.models import Device, DeviceQueue
+from dm.models import Delivery, Device, DeviceQueue, OneTimePrekey
 
 
 @dataclass(frozen=True)
@@ -145,3 +145,33 @@ def otpk_pool_summary() -> dict[str, Any]:
         "devices_under_10": stats["devices_under_10"],
         "average_prekeys": round(float(stats["average_prekeys"] or 0.0), 2),
     }
+
+
+@dataclass(frozen=True)
+class DeviceRevokePlan:
+    """What revoking a device would end or delete (dm.services.devices.device_revoke), read-only:
+    the confirmation of `manage.py revoke_device` and of the admin's "Revoke devices"."""
+
+    device: Device
+    sessions: int
+    prekeys: int
+    queued: int
+
+    def describe(self) -> str:
+        device = self.device
+        return (
+            f"device {device.pk} ({device.device_name!r} of {device.user.username}): end "
+            f"{self.sessions} session(s), delete its key bundle and {self.prekeys} one-time "
+            f"prekey(s), delete {self.queued} undelivered message(s) queued to it, close its streams"
+        )
+
+
+def device_revoke_plan(device: Device) -> DeviceRevokePlan:
+    """Three counts, each on an index of its table (sessions by device, prekeys by device,
+    dm_delivery_pending_idx); nothing is locked, so the revoke itself may find a few more."""
+    return DeviceRevokePlan(
+        device=device,
+        sessions=Session.objects.filter(device_id=device.pk, revoked_at__isnull=True).count(),
+        prekeys=OneTimePrekey.objects.filter(device=device).count(),
+        queued=Delivery.objects.filter(device=device, delivered_at__isnull=True).count(),
+    )

@@ -324,12 +324,14 @@ def device_seen(*, device_id: Any) -> None:
 # --- Revocation -----------------------------------------------------------------------------
 
 
-def device_revoke(*, device: Device, by_user: User) -> Device:
+def device_revoke(*, device: Device, by_user: User | None, reason: str = "") -> Device:
     """Revoke a device: its sessions end, keys and queued messages go, its streams close.
 
-    A user may revoke any of their own devices; staff (the admin action) any device.
+    A user may revoke any of their own devices; staff (the admin action) any device; `by_user`
+    None is an operator at `manage.py revoke_device` without --by. `reason` goes into the
+    security event.
     """
-    if device.user_id != by_user.pk and not by_user.is_staff:
+    if by_user is not None and device.user_id != by_user.pk and not by_user.is_staff:
         raise ApiError("NOT_FOUND", "No such device.")
     with transaction.atomic():
         # FOR NO KEY UPDATE on the device row waits for bundle claims (FOR SHARE) and key uploads
@@ -359,7 +361,8 @@ def device_revoke(*, device: Device, by_user: User) -> Device:
             user_id=locked.user_id,
             data={
                 "device_id": str(locked.pk),
-                "by": by_user.pk,
+                "by": by_user.pk if by_user else None,
+                "reason": reason[:200],
                 "sessions_revoked": sessions,
                 "prekeys_deleted": prekeys,
                 "queued_deleted": queued,
@@ -371,7 +374,7 @@ def device_revoke(*, device: Device, by_user: User) -> Device:
             "event": "device_revoked",
             "user_id": locked.user_id,
             "device_id": str(locked.pk),
-            "by": by_user.pk,
+            "by": by_user.pk if by_user else None,
         },
     )
     return locked

@@ -26,7 +26,9 @@ from chatsite.accounts.selectors import is_blocked
 from chatsite.accounts.services import user_reference
 from chatsite.api import throttling
 from chatsite.api.errors import ApiError
+from chatsite.api.flags import require_message_write
 from chatsite.realtime import relay
+from chatsite.time_budget import TimeBudget
 from dm.metrics import DM_MESSAGES_SENT
 from dm.models import Conversation, Delivery, Device, DeviceQueue, Message
 from dm.presenters import message_frame
@@ -217,6 +219,7 @@ def message_send(
     Idempotent on (sender device, client message id): a retry at any time returns the original,
     and is answered even when the rate limit would refuse a new message.
     """
+    require_message_write()  # 503 MESSAGE_WRITE_DISABLED while operators pause writes (seed 004)
     request = send_prepare(
         sender_id=sender_id,
         sender_device_id=sender_device_id,
@@ -490,18 +493,45 @@ def deliveries_mark_sent(*, device_id, up_to_seq: int) -> int:
 
 def deliveries_purge(*, now=None) -> dict[str, int]:
     """Delete acknowledged deliveries past DM_ACKED_RETENTION_HOURS, unacknowledged ones past
-    DM_UNACKED_RETENTION_DAYS, then messages left with no delivery."""
+    DM_UNACKED_RETENTION_DAYS, then messages left with no delivery.
+
+    Batched and bounded (docs/operations.md "Beat jobs"): each batch is its own short transaction
+    over at most DM_PURGE_BATCH_SIZE rows; at most DM_PURGE_MAX_BATCHES batches of each kind and
+    JOB_TIME_BUDGET_S seconds a run, the rest is left to the next run. A delivery past its cutoff
+    is never written again, and a message is deleted only when no delivery points at it (checked
+    in the DELETE itself), so no lock is needed between batches. Idempotent."""
     now = now or timezone.now()
-    with transaction.atomic():
-        acked, _ = Delivery.objects.filter(
-            delivered_at__lt=now - timedelta(hours=settings.DM_ACKED_RETENTION_HOURS)
-        ).delete()
-        expired, _ = Delivery.objects.filter(
+    budget = TimeBudget()
+    acked_before = now - timedelta(hours=settings.DM_ACKED_RETENTION_HOURS)
+    acked = _purge_batches(Delivery.objects.filter(delivered_at__lt=acked_before), budget)
+    expired = _purge_batches(
+        Delivery.objects.filter(
             delivered_at__isnull=True, created_at__lt=now - timedelta(days=settings.DM_UNACKED_RETENTION_DAYS)
-        ).delete()
-        orphans, _ = Message.objects.filter(
-            created_at__lt=now - timedelta(hours=settings.DM_ACKED_RETENTION_HOURS), deliveries__isnull=True
-        ).delete()
+        ),
+        budget,
+    )
+    orphans = _purge_batches(
+        Message.objects.filter(created_at__lt=acked_before, deliveries__isnull=True), budget
+    )
     if expired:
         logger.warning("expired unacknowledged deliveries", extra={"count": expired})
     return {"acked_purged": acked, "unacked_expired": expired, "messages_deleted": orphans}
+
+
+def _purge_batches(queryset, budget: TimeBudget) -> int:
+    """Delete the queryset's rows DM_PURGE_BATCH_SIZE at a time, each batch in its own transaction."""
+    model = queryset.model
+    deleted = 0
+    for _ in range(settings.DM_PURGE_MAX_BATCHES):
+        if budget.spent():
+            break
+        with transaction.atomic():
+            ids = list(queryset.order_by("pk").values_list("pk", flat=True)[: settings.DM_PURGE_BATCH_SIZE])
+            if not ids:
+                break
+            # The filter is repeated in the DELETE: a row that stopped matching (a message that
+            # got a delivery meanwhile) is left alone.
+            deleted += queryset.filter(pk__in=ids).delete()[1].get(model._meta.label, 0)
+        if len(ids) < settings.DM_PURGE_BATCH_SIZE:
+            break
+    return deleted

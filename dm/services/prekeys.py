@@ -150,3 +150,41 @@ def signed_prekey_rotate(*, device: Device, key_id: str, public_key: str, signat
         )
         Device.objects.filter(pk=device.pk).update(last_seen_at=now)
     return bundle
+
+
+def prekey_reminders_send(*, limit: int | None = None) -> int:
+    """Send `keys.low` (docs/realtime.md, the event a claim sends when the pool runs low) to every
+    active device with fewer than E2EE_PREKEY_REMINDER_BELOW one-time prekeys, at most once per
+    device per E2EE_PREKEY_REMINDER_INTERVAL_S: a device that was offline when its pool ran down
+    hears about it on its next connection, without a bundle claim to trigger it.
+
+    "Once per interval" is an atomic add of a per-device key in the cache (Redis SET NX with the
+    interval as its TTL), so two runs at once remind each device once. At most
+    E2EE_PREKEY_REMINDER_MAX_DEVICES devices a run, lowest pools first; the rest (still
+    unreminded) on the next run. Reads e2ee_key_bundles once (one row per device). Returns the
+    number of devices reminded; a second run within the interval reminds none."""
+    from django.core.cache import cache
+
+    from chatsite.realtime.relay import publish_to_devices
+
+    limit = limit or settings.E2EE_PREKEY_REMINDER_MAX_DEVICES
+    low = (
+        KeyBundle.objects.filter(
+            prekeys_remaining__lt=settings.E2EE_PREKEY_REMINDER_BELOW, device__status=Device.Status.ACTIVE
+        )
+        .order_by("prekeys_remaining", "device_id")
+        .values_list("device_id", "prekeys_remaining")
+    )
+    events = []
+    for device_id, remaining in low.iterator(chunk_size=500):
+        if len(events) >= limit:
+            break
+        if not cache.add(
+            f"dm:keys_low_reminded:{device_id}", 1, timeout=settings.E2EE_PREKEY_REMINDER_INTERVAL_S
+        ):
+            continue
+        events.append(
+            (device_id, {"type": "keys.low", "device_id": str(device_id), "prekeys_remaining": remaining})
+        )
+    publish_to_devices(events, source="dm")
+    return len(events)

@@ -89,6 +89,7 @@ class MessageSendView(APIView):
                 "BLOCKED",
                 "PAYLOAD_TOO_LARGE",
                 "RATE_LIMITED",
+                "MESSAGE_WRITE_DISABLED",
             ),
         },
     )

@@ -22,7 +22,7 @@ from django.utils import timezone
 from chatsite.api import throttling
 from chatsite.api.errors import ApiError
 from groups.models import Group, Invite, InviteRedemption, Participant
-from groups.services.members import _actor, _admit, _lock_group, _require_admin
+from groups.services.members import _actor, _admit, _require_admin, lock_group
 
 MIN_EXPIRES_IN_SECONDS = 60
 
@@ -58,7 +58,7 @@ def invite_create(
 @transaction.atomic
 def _invite_create(*, user_id: int, group_id: Any, max_uses: int | None, ttl: int) -> Invite:
     """Under the group's row lock, so the creator's role is current."""
-    _lock_group(group_id)
+    lock_group(group_id)
     _require_admin(_actor(group_id, user_id))
     now = timezone.now()
     return Invite.objects.create(
@@ -99,7 +99,7 @@ def _invite_redeem(*, code: str, user_id: int) -> Redeemed:
     group_id = Invite.objects.filter(code=code).values_list("group_id", flat=True).first()
     if group_id is None:
         raise ApiError("NOT_FOUND", "No such invite.")
-    _lock_group(group_id)  # the group's row lock: first, as for every membership change
+    lock_group(group_id)  # the group's row lock: first, as for every membership change
     invite = Invite.objects.select_for_update().filter(code=code).first()  # then the invite's
     if invite is None:
         raise ApiError("NOT_FOUND", "No such invite.")

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from chatsite.api.errors import ApiError
 from groups.models import EpochChange, Group, Participant
+from groups.selectors.members import owner_heir
 from groups.services.epochs import Change, increment_group_epoch
 
 
@@ -90,7 +91,7 @@ def _admit(*, group_id: Any, user_id: int, role: str = Participant.Role.MEMBER) 
 # --- Roles, removals, bans, ownership -----------------------------------------------------------
 #
 # Every use case below is one transaction that starts by locking the group's row
-# (`SELECT ... FROM groups WHERE id = ... FOR UPDATE`, `_lock_group`). Admissions (`_admit`'s
+# (`SELECT ... FROM groups WHERE id = ... FOR UPDATE`, `lock_group`). Admissions (`_admit`'s
 # UPDATE), removals, role changes and sends take that same row lock, so within one group they run
 # one after another: the actor's role and the target's participation are read after the lock and
 # cannot change before commit. A transaction that touches several groups (owner_succession) locks
@@ -99,7 +100,7 @@ def _admit(*, group_id: Any, user_id: int, role: str = Participant.Role.MEMBER) 
 _RANK = {Participant.Role.OWNER: 3, Participant.Role.ADMIN: 2, Participant.Role.MEMBER: 1}
 
 
-def _lock_group(group_id: Any) -> Group:
+def lock_group(group_id: Any) -> Group:
     """The group's row, locked until commit (404 NOT_FOUND if there is no such group)."""
     group = Group.objects.select_for_update().filter(pk=group_id).first()
     if group is None:
@@ -166,11 +167,11 @@ def member_add(*, actor_id: int, group_id: Any, user_id: int) -> tuple[Participa
     """An admin or the owner adds `user_id` as a member: (participation, created). Adding a current
     member is idempotent (created False); a banned user is 403 BANNED; a full group 409 GROUP_FULL.
 
-    Safe under the group's row lock (_lock_group), taken before the existence check; `_admit`'s
+    Safe under the group's row lock (lock_group), taken before the existence check; `_admit`'s
     capacity UPDATE then runs under the lock this transaction already holds."""
     from chatsite.accounts.models import User
 
-    _lock_group(group_id)
+    lock_group(group_id)
     _require_admin(_actor(group_id, actor_id))
     if not User.objects.filter(pk=user_id, is_active=True, disabled=False).exists():
         raise ApiError("NOT_FOUND", "No such user.")
@@ -189,7 +190,7 @@ def member_remove(*, actor_id: int, group_id: Any, user_id: int) -> None:
     if user_id == actor_id:
         _leave_locked(group_id=group_id, user_id=user_id)
         return
-    _lock_group(group_id)
+    lock_group(group_id)
     actor = _actor(group_id, actor_id)
     _require_admin(actor)
     target = _target(group_id, user_id)
@@ -205,7 +206,7 @@ def member_ban(*, actor_id: int, group_id: Any, user_id: int) -> Participant:
     Same role rules as removal. Safe under the group's row lock."""
     from chatsite.accounts.models import User
 
-    _lock_group(group_id)
+    lock_group(group_id)
     actor = _actor(group_id, actor_id)
     _require_admin(actor)
     if user_id == actor_id:
@@ -221,17 +222,27 @@ def member_ban(*, actor_id: int, group_id: Any, user_id: int) -> Participant:
     if existing.is_banned:
         return existing
     _require_outranks(actor, existing)
-    existing.is_banned = True
-    existing.role = Participant.Role.MEMBER
-    existing.banned_at = now
-    existing.save(update_fields=["is_banned", "role", "banned_at"])
-    _release_place(group_id)
-    increment_group_epoch(group_id=group_id, changes=[Change(EpochChange.Kind.MEMBER_REMOVED, user_id)])
+    ban_current(existing)
     return existing
 
 
+def ban_current(participant: Participant) -> None:
+    """Ban a current, non-owner member inside the caller's transaction (which holds the group's
+    row lock): kept as a banned row (role member, banned_at), place released, epoch moved. Shared
+    with the remediations' ban from every group (groups.services.remediations)."""
+    participant.is_banned = True
+    participant.role = Participant.Role.MEMBER
+    participant.banned_at = timezone.now()
+    participant.save(update_fields=["is_banned", "role", "banned_at"])
+    _release_place(participant.group_id)
+    increment_group_epoch(
+        group_id=participant.group_id,
+        changes=[Change(EpochChange.Kind.MEMBER_REMOVED, participant.user_id)],
+    )
+
+
 def _leave_locked(*, group_id: Any, user_id: int) -> None:
-    _lock_group(group_id)
+    lock_group(group_id)
     me = _actor(group_id, user_id)
     if me.role == Participant.Role.OWNER:
         raise ApiError("OWNER_REQUIRED", "The owner cannot leave; transfer ownership first.")
@@ -254,7 +265,7 @@ def member_set_role(*, actor_id: int, group_id: Any, user_id: int, role: str) ->
         raise ApiError(
             "VALIDATION_ERROR", "role must be admin or member.", errors={"role": ["Must be admin or member."]}
         )
-    _lock_group(group_id)
+    lock_group(group_id)
     _require_owner(_actor(group_id, actor_id))
     target = _target(group_id, user_id)
     if target.role == Participant.Role.OWNER:
@@ -270,7 +281,7 @@ def ownership_transfer(*, actor_id: int, group_id: Any, user_id: int) -> Partici
     """The owner hands the group to a current member and becomes an admin. Returns the old owner's
     participation. Safe under the group's row lock; `uq_group_participants_one_owner` makes two
     owners impossible (the old owner is demoted before the new one is promoted)."""
-    _lock_group(group_id)
+    lock_group(group_id)
     me = _actor(group_id, actor_id)
     _require_owner(me)
     if user_id == actor_id:
@@ -283,21 +294,20 @@ def ownership_transfer(*, actor_id: int, group_id: Any, user_id: int) -> Partici
     return me
 
 
-def _successor(group_id: Any, *, excluding: int) -> Participant | None:
-    """Who inherits a group: the most senior admin (by joined_at), else the most senior member,
-    preferring accounts that are not disabled; never a banned participant."""
-    from django.db.models import Case, IntegerField, Value, When
-
-    rank = Case(
-        When(role=Participant.Role.ADMIN, then=Value(0)), default=Value(1), output_field=IntegerField()
-    )
-    return (
-        Participant.objects.filter(group_id=group_id, is_banned=False)
-        .exclude(user_id=excluding)
-        .annotate(rank=rank)
-        .order_by("user__disabled", "rank", "joined_at", "pk")
-        .first()
-    )
+def hand_over_ownership(owner: Participant) -> Participant | None:
+    """The one succession rule, inside the caller's transaction (which holds the group's row
+    lock): the owner's heir (groups.selectors.members.owner_heir: the most senior admin by
+    joined_at, else the most senior member, never the owner) becomes owner and `owner` a member.
+    Returns the heir, or None when nobody else can own the group (nothing changes then). The
+    owner is demoted before the heir is promoted: `uq_group_participants_one_owner`."""
+    heir = owner_heir(group_id=owner.group_id, excluding=owner.user_id)
+    if heir is None:
+        return None
+    owner.role = Participant.Role.MEMBER
+    owner.save(update_fields=["role"])
+    heir.role = Participant.Role.OWNER
+    heir.save(update_fields=["role"])
+    return heir
 
 
 def owner_succession(*, user_id: int, leaving: bool = False) -> None:
@@ -322,16 +332,10 @@ def owner_succession(*, user_id: int, leaving: bool = False) -> None:
             me = Participant.objects.filter(group_id=group_id, user_id=user_id).first()
             if me is None:
                 continue
-            if me.role == Participant.Role.OWNER:
-                heir = _successor(group_id, excluding=user_id)
-                if heir is None:
-                    if leaving:
-                        Group.objects.filter(pk=group_id).delete()
-                    continue
-                me.role = Participant.Role.MEMBER
-                me.save(update_fields=["role"])
-                heir.role = Participant.Role.OWNER
-                heir.save(update_fields=["role"])
+            if me.role == Participant.Role.OWNER and hand_over_ownership(me) is None:
+                if leaving:
+                    Group.objects.filter(pk=group_id).delete()
+                continue
             if leaving:
                 if me.is_banned:
                     Participant.objects.filter(pk=me.pk).delete()

@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from chatsite.api import throttling
 from chatsite.api.errors import ApiError
+from chatsite.api.flags import require_message_write
 from chatsite.realtime import relay
 from dm.models import Device
 from groups.models import (
@@ -164,6 +165,7 @@ def group_message_send(
 
     The one path for `POST /groups/{id}/messages` and `group.send`. Idempotent on (sender device,
     client message id): a retry returns the original (answered even over the rate limit)."""
+    require_message_write()  # 503 MESSAGE_WRITE_DISABLED while operators pause writes (seed 004)
     check_ciphertext(ciphertext)
     original = existing_message(sender_device_id, client_message_id)
     if original is not None and original.group_id == group_id_value(group_id):

@@ -13,6 +13,7 @@ the key is stored for.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,23 @@ def _check_device_set(*, group_id: Any, sender_device_id: Any, envelopes: list[E
     return wanted
 
 
+def _counting_failures(service):
+    """Count each refused distribution (an ApiError) in group_sender_key_distribution_failures_total."""
+
+    @functools.wraps(service)
+    def counted(**kwargs):
+        try:
+            return service(**kwargs)
+        except ApiError as err:
+            from groups.metrics import GROUP_SENDER_KEY_DISTRIBUTION_FAILURES
+
+            GROUP_SENDER_KEY_DISTRIBUTION_FAILURES.labels(code=err.code).inc()
+            raise
+
+    return counted
+
+
+@_counting_failures
 def sender_key_distribute(
     *,
     group_id: Any,

@@ -118,6 +118,7 @@ class MessagesView(APIView):
                 "CONFLICT",
                 "PAYLOAD_TOO_LARGE",
                 "RATE_LIMITED",
+                "MESSAGE_WRITE_DISABLED",
             ),
         },
     )

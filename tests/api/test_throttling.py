@@ -160,3 +160,13 @@ def test_redis_down_peek_and_reset_do_not_raise(dead_redis):
     assert throttling.peek("t", "down-peek", window_seconds=30).count == 1
     throttling.reset("t", "down-peek")
     assert throttling.peek("t", "down-peek", window_seconds=30).count == 0
+
+
+def test_resetting_a_user_keeps_an_ipv6_address_window_that_starts_with_their_id(redis_required):
+    throttling.hit("register", "2001:db8::1", limit=100, window_seconds=60)  # an address's window
+    throttling.hit("dm_send_min", 2001, limit=100, window_seconds=60)  # user 2001's own
+
+    removed = throttling.reset_user(2001)
+
+    assert removed == ["rl:dm_send_min:2001"]
+    assert get_redis().exists("rl:register:2001:db8::1")

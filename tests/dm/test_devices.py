@@ -674,21 +674,28 @@ def test_admin_device_changelist_shows_pools():
     assert _staff_client().get(f"/admin/dm/keybundle/{body['device_id']}/change/").status_code == 200
 
 
-def test_admin_revoke_action_confirms_then_revokes():
+def test_admin_revoke_action_shows_the_plan_asks_a_reason_then_revokes():
     user = UserFactory()
     client, session = session_client(user)
-    _, body = register_device(client)
+    _, body = register_device(client, n_prekeys=7)
     staff = _staff_client()
+    selected = {"action": "revoke_devices", "_selected_action": [body["device_id"]]}
 
-    resp = staff.post(DEVICES_URL, {"action": "revoke_devices", "_selected_action": [body["device_id"]]})
+    resp = staff.post(DEVICES_URL, selected)
+    html = resp.content.decode()
     assert resp.status_code == 200
-    assert 'name="confirm" value="yes"' in resp.content.decode()
+    assert 'name="confirm" value="yes"' in html
+    assert "end 1 session(s)" in html and "7 one-time prekey(s)" in html
     assert Device.objects.get(pk=body["device_id"]).status == "active"
 
-    resp = staff.post(
-        DEVICES_URL, {"action": "revoke_devices", "_selected_action": [body["device_id"]], "confirm": "yes"}
-    )
+    no_reason = staff.post(DEVICES_URL, {**selected, "confirm": "yes"})
+    assert "Give a reason." in no_reason.content.decode()
+    assert Device.objects.get(pk=body["device_id"]).status == "active"
+
+    resp = staff.post(DEVICES_URL, {**selected, "confirm": "yes", "reason": "lost phone"})
     assert resp.status_code == 302
     assert [str(m) for m in get_messages(resp.wsgi_request)] == ["Revoked 1 device(s)."]
     assert Device.objects.get(pk=body["device_id"]).status == "revoked"
+    event = SecurityEvent.objects.get(kind=SecurityEvent.Kind.DEVICE_REVOKED)
+    assert event.data["reason"] == "lost phone"
     assert Session.objects.get(pk=session.pk).revoked_at is not None

@@ -1,6 +1,6 @@
 """Group retention (groups.tasks.purge_group_messages): old messages and their sender keys go,
-positions pointing at them are dropped first (no duplicates afterwards), expired invites go,
-idempotent, and the beat schedule names registered tasks."""
+positions pointing at them are dropped first (no duplicates afterwards), idempotent, and the beat
+schedule names registered tasks."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from django.test import override_settings
 from django.utils import timezone
 
 from chatsite.celery import app
-from groups.models import Delivery, GroupMessage, Invite, InviteRedemption, SenderKey, SenderKeyEnvelope
+from groups.models import Delivery, GroupMessage, SenderKey, SenderKeyEnvelope
 from groups.tasks import group_messages_purge, purge_group_messages
 from tests.dm.helpers import party
 from tests.groups.helpers import distribute, make_group, page, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-NOTHING = {"messages_deleted": 0, "positions_dropped": 0, "invites_deleted": 0}
+NOTHING = {"messages_deleted": 0, "positions_dropped": 0}
 
 
 def age(group, *seqs: int, days: int) -> None:
@@ -57,7 +57,7 @@ def test_old_messages_go_and_new_ones_stay_with_their_sender_keys():
 
     result = purge_group_messages.apply().get()
 
-    assert result == {"messages_deleted": 4, "positions_dropped": 0, "invites_deleted": 0}
+    assert result == {"messages_deleted": 4, "positions_dropped": 0}
     assert sorted(GroupMessage.objects.values_list("seq", flat=True)) == [5, 6]
     # The proto-11 distribution (seq 1) was old: its sender key and envelopes went with it.
     assert SenderKey.objects.count() == 0 and SenderKeyEnvelope.objects.count() == 0
@@ -76,7 +76,7 @@ def test_positions_at_old_messages_are_dropped_and_the_device_reads_no_duplicate
     result = group_messages_purge()
 
     # Batches of 2: seq 1-2, then 3-4 (bob's position goes before its message), nothing more old.
-    assert result == {"messages_deleted": 4, "positions_dropped": 1, "invites_deleted": 0}
+    assert result == {"messages_deleted": 4, "positions_dropped": 1}
     assert not Delivery.objects.filter(device_id=bob.device_id).exists()
     assert Delivery.objects.get(device_id=alice.device_id).acked_seq == 6
     # Without a position bob reads from where he joined: only what he never acknowledged,
@@ -97,7 +97,7 @@ def test_a_second_run_deletes_nothing():
     first = group_messages_purge()
     second = group_messages_purge()
 
-    assert first == {"messages_deleted": 5, "positions_dropped": 1, "invites_deleted": 0}
+    assert first == {"messages_deleted": 5, "positions_dropped": 1}
     assert second == NOTHING
     assert sorted(GroupMessage.objects.values_list("seq", flat=True)) == [6]
 
@@ -110,22 +110,6 @@ def test_one_run_is_bounded_and_the_next_run_carries_on():
     assert group_messages_purge()["messages_deleted"] == 2
     assert group_messages_purge() == NOTHING
     assert not GroupMessage.objects.exists()
-
-
-def test_invites_expired_more_than_a_day_ago_are_deleted():
-    alice, bob = party(), party()
-    group = make_group(alice)
-    now = timezone.now()
-    long_expired = Invite.objects.create(group=group, code="old", expires_at=now - timedelta(days=2), uses=1)
-    InviteRedemption.objects.create(invite=long_expired, user=bob.user)
-    just_expired = Invite.objects.create(group=group, code="recent", expires_at=now - timedelta(hours=2))
-    valid = Invite.objects.create(group=group, code="valid", expires_at=now + timedelta(hours=2))
-
-    assert group_messages_purge() == {**NOTHING, "invites_deleted": 1}
-
-    assert set(Invite.objects.values_list("pk", flat=True)) == {just_expired.pk, valid.pk}
-    assert not InviteRedemption.objects.exists()
-    assert group_messages_purge() == NOTHING
 
 
 def test_the_defaults_and_the_beat_entry():

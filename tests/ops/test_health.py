@@ -56,7 +56,7 @@ def test_public_health_says_only_status_per_check(client):
     body = resp.json()
     assert set(body) == {"status", "checks"}  # no version, no uptime
     assert body["status"] in ("ok", "degraded")
-    assert set(body["checks"]) == {"database", "redis", "celery", "memory", "presence"}
+    assert set(body["checks"]) == {"database", "redis", "celery", "memory", "presence", "circuit_breaker"}
     for name, check in body["checks"].items():
         assert set(check) == {"status"}, name  # no pool stats, latencies or memory figures
     assert body["checks"]["database"]["status"] == "ok"
@@ -79,7 +79,7 @@ def test_health_reports_every_check(client, scrape_token):
     assert body["version"] == settings.VERSION
     assert body["status"] in ("ok", "degraded")
     checks = body["checks"]
-    assert set(checks) == {"database", "redis", "celery", "memory", "presence"}
+    assert set(checks) == {"database", "redis", "celery", "memory", "presence", "circuit_breaker"}
 
     assert checks["database"]["status"] == "ok"
     assert checks["database"]["latency_ms"] >= 0

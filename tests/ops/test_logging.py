@@ -96,6 +96,20 @@ def test_bare_tokens_and_ciphertext_in_args_are_redacted(capture):
     assert second["public_key"] == "[redacted]"
 
 
+def test_a_random_token_without_a_digit_is_redacted_too(capture):
+    logger, stream = capture
+    token = "YxsnCUNJCIwFVXl_fomuDMlyUACxgTgbZUhTyMTTjto"  # token_urlsafe(32) output, no digit
+    logger.info("relaying for %s", token)
+    assert token not in stream.getvalue()
+
+
+def test_a_long_camel_case_identifier_is_not_taken_for_a_token(capture):
+    logger, stream = capture
+    name = "GroupMessageDeliveryPositionRepairTaskHandler"
+    logger.info("running %s", name)
+    assert _lines(stream)[0]["message"] == f"running {name}"
+
+
 def test_tracebacks_are_redacted(capture):
     logger, stream = capture
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import psycopg
 import pytest
 from channels.db import database_sync_to_async
 from django.db import connection
@@ -283,3 +284,36 @@ async def test_with_redis_down_presence_degrades_to_the_database(settings, monke
         return (await _row(user.pk)).device_online is False
 
     await _wait_for(offline)
+
+
+async def test_the_offline_push_survives_a_database_write_slower_than_the_cleanup_deadline(
+    settings, redis_required
+):
+    """The gateway gives a cleanup hook 2 s; presence's end-of-stream work runs detached from it,
+    so a slow offline write (here: bob's row locked by another real connection for longer) still
+    ends in device_online cleared and the offline push."""
+    settings.PRESENCE_OFFLINE_GRACE_S = 0
+    (bob, bob_token), (alice, a_token), (carol, _), (dave, _) = [await new_user_and_token() for _ in range(4)]
+    await _setup_watchers(bob, alice, carol, dave)
+    alice_ws, _ = await open_ws(a_token)
+    bob_ws, _ = await open_ws(bob_token)
+    await _wait_pushed(bob.pk, "online")
+    await frames_for(alice_ws, 0.3)
+
+    params = connection.get_connection_params()
+    locker = await psycopg.AsyncConnection.connect(
+        **{k: v for k, v in params.items() if k in ("host", "port", "user", "dbname", "password")}
+    )
+    try:
+        await locker.execute("BEGIN")
+        await locker.execute("SELECT 1 FROM user_presence WHERE user_id = %s FOR UPDATE", [bob.pk])
+        await bob_ws.disconnect()
+        await asyncio.sleep(2.5)  # past the gateway's cleanup deadline
+        await locker.execute("COMMIT")
+    finally:
+        await locker.close()
+    seen = _presence(await frames_for(alice_ws, 1.5))
+
+    assert [(f["user_id"], f["online"]) for f in seen] == [(bob.pk, False)]
+    assert (await _row(bob.pk)).device_online is False
+    await alice_ws.disconnect()

@@ -29,6 +29,10 @@ Extra body fields:
 - `PREKEYS_EXHAUSTED`: `exhausted_devices`.
 - `INVALID_SIGNATURE`: `field`, the key whose signature did not verify (e.g. `signed_prekey`,
   `fallback_key`, `one_time_prekeys[3]`).
+- `DATABASE_UNAVAILABLE`: `retry_in_seconds`; the response also carries `Retry-After` (seconds until
+  the database circuit breaker lets a trial request through; docs/operations.md "Circuit breaker").
+- `MESSAGE_WRITE_DISABLED`: `feature` (`message_write`); refused on every message write (REST and
+  `/ws` frames) while the MESSAGE_WRITE flag is off; reads keep working.
 """
 
 
