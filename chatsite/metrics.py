@@ -60,6 +60,22 @@ REDIS_PING_SECONDS = Gauge(
 AUTH_LOGIN_FAILURES = Counter(
     "auth_login_failures", "Failed password checks (POST /auth/login, /admin/login/), by channel", ["channel"]
 )
+# Label sets the alert rules read (ops/monitoring/alerts.yml), created at 0 on import: a counter's
+# labelled series otherwise appears only at its first event, and increase()/rate() cannot see that
+# first burst on a fresh instance (FailedAuthSpike, StreamAuthExpiredSpike), nor can a ratio with
+# an empty side fire (StreamConnectionFailureRateHigh). Keep in step with the rules' selectors
+# (tests/ops/monitoring/test_alert_inputs.py checks they are exposed at 0 before any event).
+STREAM_TRANSPORTS = ("ws", "sse")
+LOGIN_CHANNELS = ("api", "admin")
+ALERTED_REJECTION_REASONS = ("unauthenticated", "total_limit", "ip_limit", "origin")
+for _channel in LOGIN_CHANNELS:
+    AUTH_LOGIN_FAILURES.labels(channel=_channel)
+for _reason in ALERTED_REJECTION_REASONS:
+    WS_CONNECTION_REJECTED.labels(reason=_reason)
+for _transport in STREAM_TRANSPORTS:
+    WS_CONNECTIONS_TOTAL.labels(transport=_transport)
+    WS_DISCONNECTIONS_TOTAL.labels(transport=_transport, reason="unauthenticated")
+
 # Every SQL statement's duration (ops/monitoring/db_timing.py installs the wrapper): the runbooks'
 # "database p99 > 200 ms". Buckets around that threshold.
 DB_QUERY_DURATION = Histogram(

@@ -81,10 +81,12 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "chatsite.api.middleware.JsonExceptionMiddleware",
-    # After JsonExceptionMiddleware, so its process_exception sees a database outage first (503
-    # DATABASE_UNAVAILABLE, not 500); its process_request fails fast while the breaker is open.
-    "chatsite.api.circuit.DatabaseBreakerMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last: its process_request fails fast while the breaker is open, and that 503 still passes
+    # PrometheusAfterMiddleware (django_http_responses_total_by_status counts it, so error-rate
+    # alerts see the outage); process_exception runs in reverse order, so it still sees a
+    # database outage before JsonExceptionMiddleware (503 DATABASE_UNAVAILABLE, not 500).
+    "chatsite.api.circuit.DatabaseBreakerMiddleware",
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -526,12 +528,17 @@ GROUP_INVITE_CLEANUP_GRACE_HOURS = env.int("GROUP_INVITE_CLEANUP_GRACE_HOURS", d
 SECURITY_EVENT_RETENTION_DAYS = env.int("SECURITY_EVENT_RETENTION_DAYS", default=365)
 SECURITY_EVENT_PURGE_BATCH_SIZE = env.int("SECURITY_EVENT_PURGE_BATCH_SIZE", default=1000)
 # dm.tasks.remind_low_prekeys: an active device with fewer one-time prekeys than this gets a
-# `keys.low` event, at most once per E2EE_PREKEY_REMINDER_INTERVAL_S; devices per run at most.
+# `keys.low` event, at most once per E2EE_PREKEY_REMINDER_INTERVAL_S. MAX_DEVICES: devices
+# examined per run at most (reminded or skipped as already reminded); BATCH_SIZE: devices per
+# "already reminded" MGET.
 E2EE_PREKEY_REMINDER_BELOW = env.int("E2EE_PREKEY_REMINDER_BELOW", default=E2EE_OTPK_LOW_WATERMARK)
 E2EE_PREKEY_REMINDER_INTERVAL_S = env.int("E2EE_PREKEY_REMINDER_INTERVAL_S", default=6 * 3600)
 E2EE_PREKEY_REMINDER_MAX_DEVICES = env.int("E2EE_PREKEY_REMINDER_MAX_DEVICES", default=5000)
-# groups.tasks.sweep_rooms: Redis keys (room:*) scanned per run at most.
+E2EE_PREKEY_REMINDER_BATCH_SIZE = env.int("E2EE_PREKEY_REMINDER_BATCH_SIZE", default=500)
+# groups.tasks.sweep_rooms: Redis keys examined per run at most (every key SCAN walks counts,
+# room:* or not), walked ROOM_SWEEP_SCAN_COUNT (SCAN's COUNT) at a time.
 ROOM_SWEEP_MAX_KEYS = env.int("ROOM_SWEEP_MAX_KEYS", default=100000)
+ROOM_SWEEP_SCAN_COUNT = env.int("ROOM_SWEEP_SCAN_COUNT", default=500)
 CELERY_BEAT_SCHEDULE.update(
     {
         "groups-purge-invites": {"task": "groups.tasks.purge_invites", "schedule": 3600.0},

@@ -146,23 +146,32 @@ def rooms_sweep(*, max_keys: int | None = None) -> int:
     The room scripts never leave such a key: each one writes and sets both keys' TTLs in one Lua
     script (atomic in Redis), and the last leave deletes both. So on a healthy Redis this finds 0;
     it guards against keys written outside those scripts (a restore from an RDB dump taken by an
-    older version, a manual HSET during an incident) that would otherwise live for ever. Bounded:
-    SCAN (never KEYS), at most ROOM_SWEEP_MAX_KEYS keys and JOB_TIME_BUDGET_S a run. Idempotent.
-    Without Redis (embedded mode) there are no rooms: 0."""
+    older version, a manual HSET during an incident) that would otherwise live for ever.
+
+    Bounded whatever the keyspace holds: an explicit SCAN loop (never KEYS), one page of at most
+    ROOM_SWEEP_SCAN_COUNT keys at a time, and after every page (matching keys or not: SCAN's MATCH
+    filters after walking, so a Redis full of other keys is walked just the same) it stops once
+    ROOM_SWEEP_MAX_KEYS keys have been examined (each page counts its COUNT: the keys SCAN walked,
+    not only those that matched) or JOB_TIME_BUDGET_S has passed. The next run starts a new SCAN.
+    Idempotent. Without Redis (embedded mode) there are no rooms: 0."""
     client = get_redis()
     if client is None:
         return 0
     max_keys = max_keys or settings.ROOM_SWEEP_MAX_KEYS
+    page = max(1, min(settings.ROOM_SWEEP_SCAN_COUNT, max_keys))
     budget = TimeBudget()
-    fixed = scanned = 0
+    fixed = examined = 0
     fix = client.register_script(_ROOM_KEY_FIX_LUA)
-    for raw in client.scan_iter(match="room:*", count=500):
-        scanned += 1
-        if scanned > max_keys or budget.spent():
+    cursor = 0
+    while True:
+        cursor, keys = client.scan(cursor=cursor, match="room:*", count=page)
+        examined += page
+        for raw in keys:
+            key = raw.decode()
+            meta = key.removesuffix(":members")
+            fixed += int(fix(keys=[key, meta], args=[settings.ROOM_IDLE_TTL_S]))
+        if int(cursor) == 0 or examined >= max_keys or budget.spent():
             break
-        key = raw.decode()
-        meta = key.removesuffix(":members")
-        fixed += int(fix(keys=[key, meta], args=[settings.ROOM_IDLE_TTL_S]))
     if fixed:
         logger.warning("room keys without a TTL fixed", extra={"keys": fixed})
     return fixed

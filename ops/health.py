@@ -26,7 +26,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from chatsite.api import circuit
 from chatsite.api.flags import is_enabled
-from chatsite.api.redis import get_redis
+from chatsite.api.redis import get_probe_redis
 from presence import liveness
 
 logger = logging.getLogger("chatsite.ops")
@@ -73,11 +73,20 @@ def _database() -> Check:
 
 
 def _redis() -> Check:
-    client = get_redis()
+    """PING with a client outside the redis breaker, so an open breaker does not make Redis look
+    down (redis_ready, RedisDown); the answer is reported to the breaker like any other call (a
+    success after its open interval closes it, failures count towards opening it)."""
+    client = get_probe_redis()
     if client is None:
         return {"status": "disabled", "detail": "REDIS_URL unset (embedded mode)"}
+    breaker = circuit.breaker("redis")
     started = time.perf_counter()
-    client.ping()
+    try:
+        client.ping()
+    except circuit.REDIS_FAILURES:
+        breaker.record_failure()
+        raise
+    breaker.record_success()
     return {"status": "ok", "latency_ms": _ms(started)}
 
 

@@ -114,7 +114,11 @@ def _on_postrun(sender=None, task_id=None, task=None, retval=None, state=None, *
         logger.info(
             "beat job done", extra={"job": job, "rows": rows_handled(retval), "ms": round(duration_ms)}
         )
-    elif state in ("FAILURE", "RETRY"):
+    elif state == "RETRY":
+        # A retry is not a failure: only the final attempt's outcome counts, so one flaky run
+        # adds at most one to beat_job_failures_total (BeatJobFailing, docs/operations.md).
+        logger.info("beat job retrying", extra={"job": job})
+    elif state == "FAILURE":
         error = getattr(retval, "exception", retval)  # an ExceptionInfo, or the exception itself
         _save(
             job,
@@ -169,7 +173,9 @@ class JobRunCollector:
       only for jobs that have started at least once, so a fresh deployment does not alert;
     - beat_job_last_rows{job_name}: rows the last successful run handled;
     - beat_job_last_duration_seconds{job_name}: how long the last run took;
-    - beat_job_runs_total{job_name}, beat_job_failures_total{job_name}: runs started, runs failed;
+    - beat_job_runs_total{job_name}: attempts started (each Celery retry is an attempt);
+    - beat_job_failures_total{job_name}: runs that finally failed (a retried attempt is not a
+      failure; only the last attempt's failure counts);
     - beat_job_interval_seconds{job_name}: the schedule's interval (the alert allows three of them).
     """
 
@@ -194,7 +200,7 @@ class JobRunCollector:
         )
         total = CounterMetricFamily("beat_job_runs", "Runs of the job started", labels=["job_name"])
         failures = CounterMetricFamily(
-            "beat_job_failures", "Runs of the job that failed", labels=["job_name"]
+            "beat_job_failures", "Runs of the job that finally failed (retries excluded)", labels=["job_name"]
         )
         interval = GaugeMetricFamily(
             "beat_job_interval_seconds",

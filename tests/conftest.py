@@ -30,7 +30,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 @pytest.fixture(autouse=True)
-def _clean_redis():
+def _clean_redis(_closed_circuit_breakers):
     """Each test starts with empty rate-limit windows and stream registries."""
     client = get_redis()
     if client is not None:

@@ -4,8 +4,12 @@ One breaker per dependency and per process. Closed: calls go through and connect
 failures are counted; CIRCUIT_BREAKER_FAILURES consecutive ones open it. Open: calls fail at once
 (the API answers 503 DATABASE_UNAVAILABLE with Retry-After; Redis users get `CircuitOpenError`, a
 redis.ConnectionError, and take the fallback they already have: per-process rate limits, streams
-polling the database with `relay_lag: true`). After CIRCUIT_BREAKER_RESET_S it half-opens by
-itself: one trial call goes through; its success closes the breaker, its failure opens it again.
+polling the database with `relay_lag: true`). It stays open CIRCUIT_BREAKER_RESET_S: successes
+reported meanwhile (a statement that was in flight, the flag refresher's read) are ignored, so
+Retry-After is true. Then it half-opens by itself: the next call that asks (`allow`) is the one
+trial, and its success closes the breaker, its failure opens it again for another interval. A
+success reported after the interval by a caller that does not ask first (a background statement,
+the /health probe) counts as that trial.
 
 What counts, per dependency:
 - database: a request's django.db OperationalError / InterfaceError that is about the connection
@@ -13,18 +17,22 @@ What counts, per dependency:
   DRF exception handler or `DatabaseBreakerMiddleware`. A statement timeout (57014) or a deadlock
   is a slow or unlucky query, not an outage, and does not count. Any statement that completes is a
   success (an execute wrapper every connection gets when it is created).
-- redis: a connection error or timeout of a command or pipeline of `chatsite.api.redis`'s clients.
-  The channel layer and the pub/sub listeners keep their own reconnect logic and are not wrapped.
+- redis: a connection error or timeout of a command or pipeline of `chatsite.api.redis`'s clients,
+  and the result of the /health Redis probe (which PINGs with an unwrapped client, so it really
+  asks Redis while the breaker is open). The channel layer and the pub/sub listeners keep their
+  own reconnect logic and are not wrapped.
 
 State is per process (no shared state to fail with the dependency). `reset` from the command or
 the admin bumps a generation in `circuit_breaker_resets`, which every process's flag refresher
-reads (chatsite/api/flags.py) and applies within FEATURE_FLAG_REFRESH_S.
+reads (chatsite/api/flags.py) and applies within FEATURE_FLAG_REFRESH_S. A breaker that opens
+starts this process's refresher if nothing has yet (it otherwise starts on the first flag check).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -98,6 +106,13 @@ class Breaker:
         if self.state == CLOSED and self.failures == 0:
             return  # the hot path: no lock
         with self._lock:
+            if self.state == OPEN:
+                if self.opened_at is not None and time.monotonic() - self.opened_at < self.reset_s():
+                    # Open means open for the whole interval: a statement that was in flight or a
+                    # background read (the flag refresher, every few seconds) does not close it.
+                    return
+                # The interval is over and nobody asked for the trial first: this call was it.
+                self._to(HALF_OPEN)
             if self.state != CLOSED:
                 logger.info("Circuit breaker CLOSED: %s answers again", self.dependency)
             self.failures = 0
@@ -109,6 +124,11 @@ class Breaker:
             self.failures += 1
             if self.state == HALF_OPEN or (self.state == CLOSED and self.failures >= self.threshold()):
                 self._open()
+                opened = True
+            else:
+                opened = False
+        if opened:
+            _follow_resets()
 
     def _open(self) -> None:
         self.opened_at = time.monotonic()
@@ -152,8 +172,20 @@ class Breaker:
             "trips": self.trips,
         }
 
+    def _after_fork_in_child(self) -> None:
+        # A fork while another thread held the lock would leave it held forever in the child.
+        self._lock = threading.Lock()
+
 
 BREAKERS: dict[str, Breaker] = {"database": Breaker("database"), "redis": Breaker("redis")}
+
+
+def _follow_resets() -> None:
+    """An open breaker must hear of an operator's reset: start this process's flag refresher
+    (which reads the reset generations) if no flag check has started it yet. Never waits."""
+    from chatsite.api import flags
+
+    flags.overrides.start()
 
 
 def breaker(dependency: str) -> Breaker:
@@ -166,17 +198,44 @@ def snapshot() -> dict[str, dict[str, Any]]:
 
 # --- Resets from other processes ---------------------------------------------------------------
 
-_seen_generations: dict[str, int] = {}
+# The generation of each dependency this process saw last; None until the first successful read.
+_seen_generations: dict[str, int] | None = None
+_seen_lock = threading.Lock()
 
 
 def apply_reset_generations(generations: dict[str, int]) -> None:
     """Called by the refresher with circuit_breaker_resets' rows: a generation newer than the
-    one this process saw last resets its breaker (the first read only sets the baseline)."""
-    for dependency, generation in generations.items():
-        seen = _seen_generations.get(dependency)
-        _seen_generations[dependency] = generation
-        if seen is not None and generation > seen and dependency in BREAKERS:
-            BREAKERS[dependency].reset()
+    one this process saw last resets its breaker. The first read only sets the baseline (resets
+    from before this process read are not its business); a dependency with no row is generation 0,
+    so the very first reset (generation 1) resets every process that read the empty table. A
+    generation lower than the one seen (the row was deleted or recreated) is a new baseline."""
+    global _seen_generations
+    to_reset = []
+    with _seen_lock:
+        current = {dep: int(generations.get(dep, 0)) for dep in BREAKERS}
+        if _seen_generations is not None:
+            to_reset = [dep for dep, gen in current.items() if gen > _seen_generations.get(dep, 0)]
+        _seen_generations = current
+    for dependency in to_reset:
+        BREAKERS[dependency].reset()
+
+
+def forget_reset_generations() -> None:
+    """Tests: behave as a process that has not read circuit_breaker_resets yet."""
+    global _seen_generations
+    with _seen_lock:
+        _seen_generations = None
+
+
+def _after_fork_in_child() -> None:
+    global _seen_lock
+    _seen_lock = threading.Lock()
+    for b in BREAKERS.values():
+        b._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------------
@@ -250,7 +309,18 @@ class DatabaseBreakerMiddleware(MiddlewareMixin):
 
 # --- Redis ----------------------------------------------------------------------------------------
 
-_REDIS_FAILURES = (redis.ConnectionError, redis.TimeoutError, OSError)
+# What counts as a Redis failure (also for the /health probe, ops/health.py).
+REDIS_FAILURES = (redis.ConnectionError, redis.TimeoutError, OSError)
+# redis-py's own pool running out in this process (a burst of callers) says nothing about Redis:
+# it is raised before any socket is touched, so it is not counted (else a burst would open the
+# breaker and skip a healthy Redis for CIRCUIT_BREAKER_RESET_S).
+_POOL_EXHAUSTED = ("Too many connections", "No connection available.")
+
+
+def is_redis_outage(exc: BaseException) -> bool:
+    if isinstance(exc, redis.exceptions.MaxConnectionsError):
+        return False
+    return not (isinstance(exc, redis.ConnectionError) and str(exc) in _POOL_EXHAUSTED)
 
 
 def _redis_guard() -> Breaker:
@@ -265,8 +335,9 @@ class BreakerPipeline(redis.client.Pipeline):
         b = _redis_guard()
         try:
             result = super().execute(raise_on_error)
-        except _REDIS_FAILURES:
-            b.record_failure()
+        except REDIS_FAILURES as exc:
+            if is_redis_outage(exc):
+                b.record_failure()
             raise
         b.record_success()
         return result
@@ -279,8 +350,9 @@ class BreakerRedis(redis.Redis):
         b = _redis_guard()
         try:
             result = super().execute_command(*args, **options)
-        except _REDIS_FAILURES:
-            b.record_failure()
+        except REDIS_FAILURES as exc:
+            if is_redis_outage(exc):
+                b.record_failure()
             raise
         b.record_success()
         return result
@@ -294,8 +366,9 @@ class AsyncBreakerPipeline(aioredis.client.Pipeline):
         b = _redis_guard()
         try:
             result = await super().execute(raise_on_error)
-        except _REDIS_FAILURES:
-            b.record_failure()
+        except REDIS_FAILURES as exc:
+            if is_redis_outage(exc):
+                b.record_failure()
             raise
         b.record_success()
         return result
@@ -306,8 +379,9 @@ class AsyncBreakerRedis(aioredis.Redis):
         b = _redis_guard()
         try:
             result = await super().execute_command(*args, **options)
-        except _REDIS_FAILURES:
-            b.record_failure()
+        except REDIS_FAILURES as exc:
+            if is_redis_outage(exc):
+                b.record_failure()
             raise
         b.record_success()
         return result

@@ -7,7 +7,11 @@ transaction. Clearing the override returns the flag to the environment's value.
 
 How every process follows (docs/operations.md "Feature flags at runtime"): each process keeps
 the overrides in memory and one daemon thread per process (the *refresher*) re-reads the table
-every FEATURE_FLAG_REFRESH_S (default 2 s) through the ORM on its own connection. `is_enabled`
+every FEATURE_FLAG_REFRESH_S (default 2 s) through the ORM on its own connection. It starts on
+the first flag check of the process (or when a circuit breaker opens), not at import: a
+management command that checks no flag (migrate) never starts it. An exception in a refresh is
+logged and the loop carries on; a refresher that died anyway is started again by the next flag
+check; a forked child gets a fresh lock and starts its own. `is_enabled`
 never touches the database, so it costs nothing per request, adds no query to any view, and is
 safe on the event loop (consumers, frame handlers, stream ticks) where the ORM would raise
 SynchronousOnlyOperation. A process that wrote the change itself applies it at commit, without
@@ -91,8 +95,10 @@ def require_feature(feature: str) -> None:
 
 
 def require_message_write() -> None:
-    """The guard at the top of every message-write service (dm, group and status sends): 503
-    MESSAGE_WRITE_DISABLED for REST, the same code in an error frame on /ws."""
+    """The guard at the top of the two message-send services (dm and group sends): 503
+    MESSAGE_WRITE_DISABLED for REST, the same code in an error frame on /ws. Not guarded, by
+    design: acknowledgements, sender-key distributions and status posts (docs/operations.md
+    "Feature flags at runtime", "What MESSAGE_WRITE=off stops")."""
     require_feature("message_write")
 
 
@@ -154,6 +160,10 @@ class Overrides:
             self._generation += 1
             self._values = {}
 
+    def start(self) -> None:
+        """Start the refresher if it is not running; never waits for its first read."""
+        self._ensure_running(wait=False)
+
     def stop(self) -> None:
         """End the refresher (tests, before the test database's pools close); it does not
         start again in this process, and the last known overrides stay."""
@@ -162,28 +172,57 @@ class Overrides:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
 
-    def _ensure_running(self) -> None:
-        pid = os.getpid()
-        if (self._pid == pid and self._thread is not None) or self._stop.is_set():
+    def _running(self) -> bool:
+        thread = self._thread
+        return self._pid == os.getpid() and thread is not None and thread.is_alive()
+
+    def _ensure_running(self, *, wait: bool = True) -> None:
+        if self._running() or self._stop.is_set():
             return
         with self._lock:
-            if self._pid == pid and self._thread is not None:
+            if self._running() or self._stop.is_set():
                 return
-            # First call in this process (or in a forked child, which has no threads): start it.
-            self._pid = pid
-            self._loaded.clear()
+            # First call in this process (or in a forked child, which has no threads), or the
+            # refresher died: start it.
+            if self._thread is not None and self._pid == os.getpid():
+                logger.warning("feature flags: the refresher thread had stopped; starting it again")
+            self._pid = os.getpid()
             self._thread = threading.Thread(target=self._run, name="feature-flag-refresher", daemon=True)
             self._thread.start()
-        if not _on_event_loop():
+        if wait and not _on_event_loop():
             # A sync caller waits (bounded) for the first read instead of answering with the
             # environment's value while an override exists; the event loop never waits.
             self._loaded.wait(self.FIRST_LOAD_WAIT_S)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.refresh()
+            try:
+                self.refresh()
+            except Exception:
+                # Whatever escapes a refresh (closing the connection, applying a breaker reset)
+                # must not end the thread: every process would stop following the overrides.
+                logger.exception("feature flags: refresh raised; the refresher carries on")
             self._loaded.set()
-            self._stop.wait(max(0.05, float(getattr(settings, "FEATURE_FLAG_REFRESH_S", 2.0))))
+            self._stop.wait(self._interval())
+
+    @staticmethod
+    def _interval() -> float:
+        try:
+            return max(0.05, float(getattr(settings, "FEATURE_FLAG_REFRESH_S", 2.0)))
+        except (TypeError, ValueError):
+            return 2.0
+
+    def _after_fork_in_child(self) -> None:
+        """A fork while the refresher held the lock (or an event's) would deadlock the child: it
+        gets fresh ones and no thread (the first flag check starts its own)."""
+        stopped = self._stop.is_set()
+        self._lock = threading.Lock()
+        self._loaded = threading.Event()
+        self._stop = threading.Event()
+        if stopped:
+            self._stop.set()
+        self._thread = None
+        self._pid = None
 
     def refresh(self) -> bool:
         """Read the overrides (and the breaker reset generations) now; False if the read failed
@@ -229,6 +268,8 @@ def _on_event_loop() -> bool:
 
 
 overrides = Overrides()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=overrides._after_fork_in_child)
 
 
 def apply_on_commit(name: str, enabled: bool | None) -> None:

@@ -31,6 +31,21 @@ def get_redis() -> redis.Redis | None:
     )
 
 
+def get_probe_redis() -> redis.Redis | None:
+    """A client that does NOT go through the redis breaker, for the /health probe only: it must
+    really ask Redis while the breaker is open (else /health and redis_ready would say "down"
+    without contacting it). The probe reports its result to the breaker itself (ops/health.py).
+    Keyed by REDIS_URL, so a test's settings override takes effect."""
+    if not settings.REDIS_URL:
+        return None
+    return _probe_client(settings.REDIS_URL)
+
+
+@functools.cache
+def _probe_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5, max_connections=4)
+
+
 _async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 

@@ -35,16 +35,22 @@ def _effective(feature: str, row: FeatureFlag | None) -> bool:
 def flag_set(*, name: str, enabled: bool, by: User | None, reason: str) -> FlagChange:
     """Override one flag (GROUPS, STATUS, PRESENCE, E2EE_DM, MESSAGE_WRITE) in every process.
 
-    select_for_update on the flag's row (or, for a first override, the primary key's unique
-    index) serialises two operators changing the same flag, so the audit's "before" is true."""
+    The row lock serialises two operators changing the same flag, so the audit's "before" is
+    true. For a first override there is no row to lock yet: the row is first inserted with the
+    environment's value (INSERT ... ON CONFLICT DO NOTHING; a concurrent insert of the same
+    primary key waits for the other transaction and then does nothing), then locked with
+    select_for_update, which reads the other transaction's committed value. The placeholder is
+    never visible: it is updated before this transaction commits."""
     feature = flags.lookup(name)
     flag_name = flags.FLAGS[feature].name
-    row = FeatureFlag.objects.select_for_update().filter(name=flag_name).first()
-    before = _effective(feature, row)
-    FeatureFlag.objects.update_or_create(
-        name=flag_name,
-        defaults={"enabled": enabled, "changed_by": by, "reason": reason[:200], "changed_at": timezone.now()},
+    FeatureFlag.objects.bulk_create(
+        [FeatureFlag(name=flag_name, enabled=flags.env_default(feature), changed_by=by)],
+        ignore_conflicts=True,
     )
+    row = FeatureFlag.objects.select_for_update().get(name=flag_name)
+    before = row.enabled
+    row.enabled, row.changed_by, row.reason, row.changed_at = enabled, by, reason[:200], timezone.now()
+    row.save(update_fields=["enabled", "changed_by", "reason", "changed_at"])
     audit_record(
         kind=SecurityEvent.Kind.FEATURE_FLAG_CHANGED,
         by=by,
@@ -90,15 +96,15 @@ def circuit_breaker_reset(*, dependency: str | None, by: User | None, reason: st
     for dep in deps:
         if dep not in DEPENDENCIES:
             raise ValueError(f"unknown dependency {dep!r}: one of {', '.join(DEPENDENCIES)}")
-        # The row lock of UPDATE (or the primary key, for the first reset) orders concurrent
-        # resets; each one still bumps the generation.
-        updated = CircuitBreakerReset.objects.filter(dependency=dep).update(
+        # A missing row is generation 0 (what every process's refresher assumes too): insert it
+        # if missing (ON CONFLICT DO NOTHING waits for a concurrent first insert), then the row
+        # lock of UPDATE orders concurrent resets; each one bumps the generation.
+        CircuitBreakerReset.objects.bulk_create(
+            [CircuitBreakerReset(dependency=dep, generation=0, reset_by=by)], ignore_conflicts=True
+        )
+        CircuitBreakerReset.objects.filter(dependency=dep).update(
             generation=F("generation") + 1, reset_by=by, reset_at=timezone.now()
         )
-        if not updated:
-            CircuitBreakerReset.objects.get_or_create(
-                dependency=dep, defaults={"generation": 1, "reset_by": by}
-            )
     audit_record(kind=SecurityEvent.Kind.CIRCUIT_BREAKER_RESET, by=by, reason=reason, dependencies=deps)
     transaction.on_commit(lambda: [circuit.breaker(dep).reset() for dep in deps])
     return deps

@@ -497,9 +497,22 @@ def deliveries_purge(*, now=None) -> dict[str, int]:
 
     Batched and bounded (docs/operations.md "Beat jobs"): each batch is its own short transaction
     over at most DM_PURGE_BATCH_SIZE rows; at most DM_PURGE_MAX_BATCHES batches of each kind and
-    JOB_TIME_BUDGET_S seconds a run, the rest is left to the next run. A delivery past its cutoff
-    is never written again, and a message is deleted only when no delivery points at it (checked
-    in the DELETE itself), so no lock is needed between batches. Idempotent."""
+    JOB_TIME_BUDGET_S seconds a run, the rest is left to the next run. Each kind is walked once a
+    run in primary-key order (keyset: each batch starts after the last id of the one before), so
+    a run never re-reads the rows that did not match (there is no index on delivered_at).
+
+    Why no lock is needed between the SELECT of a batch and its DELETE:
+    - deliveries: Delivery has no reverse relation and no delete signal, so Django deletes them
+      with one `DELETE ... WHERE <the filter> AND id IN (...)` (a "fast delete"): the filter IS
+      re-checked by the DELETE, so an unacknowledged delivery acknowledged meanwhile is left alone
+      (and an acknowledged one never changes again: deliveries_ack only sets a NULL delivered_at);
+    - messages: Message has a reverse relation (deliveries), so Django's collector SELECTs the
+      batch and then deletes by primary key, without re-checking "no delivery". That is safe
+      because a message's deliveries are inserted only in the transaction that inserts the
+      message (messages_send), never later: a committed message with no delivery never gets one.
+      (Were that to change, this would need a lock: the collector's cascade deletes the batch's
+      deliveries by message_id, so it would take a delivery inserted meanwhile with it.)
+    Idempotent."""
     now = now or timezone.now()
     budget = TimeBudget()
     acked_before = now - timedelta(hours=settings.DM_ACKED_RETENTION_HOURS)
@@ -519,18 +532,21 @@ def deliveries_purge(*, now=None) -> dict[str, int]:
 
 
 def _purge_batches(queryset, budget: TimeBudget) -> int:
-    """Delete the queryset's rows DM_PURGE_BATCH_SIZE at a time, each batch in its own transaction."""
+    """Delete the queryset's rows DM_PURGE_BATCH_SIZE at a time, each batch in its own transaction,
+    in one pass by primary key (keyset pagination: pk > the last id of the previous batch)."""
     model = queryset.model
     deleted = 0
+    last_id = None
     for _ in range(settings.DM_PURGE_MAX_BATCHES):
         if budget.spent():
             break
+        page = queryset if last_id is None else queryset.filter(pk__gt=last_id)
         with transaction.atomic():
-            ids = list(queryset.order_by("pk").values_list("pk", flat=True)[: settings.DM_PURGE_BATCH_SIZE])
+            ids = list(page.order_by("pk").values_list("pk", flat=True)[: settings.DM_PURGE_BATCH_SIZE])
             if not ids:
                 break
-            # The filter is repeated in the DELETE: a row that stopped matching (a message that
-            # got a delivery meanwhile) is left alone.
+            last_id = ids[-1]
+            # See deliveries_purge for which DELETEs re-check the filter and why the others need not.
             deleted += queryset.filter(pk__in=ids).delete()[1].get(model._meta.label, 0)
         if len(ids) < settings.DM_PURGE_BATCH_SIZE:
             break

@@ -5,6 +5,7 @@ Keys are checked by `dm.keys`; a revoked device uploads nothing (see _lock_activ
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from django.conf import settings
@@ -159,32 +160,45 @@ def prekey_reminders_send(*, limit: int | None = None) -> int:
     hears about it on its next connection, without a bundle claim to trigger it.
 
     "Once per interval" is an atomic add of a per-device key in the cache (Redis SET NX with the
-    interval as its TTL), so two runs at once remind each device once. At most
-    E2EE_PREKEY_REMINDER_MAX_DEVICES devices a run, lowest pools first; the rest (still
-    unreminded) on the next run. Reads e2ee_key_bundles once (one row per device). Returns the
-    number of devices reminded; a second run within the interval reminds none."""
+    interval as its TTL), so two runs at once remind each device once.
+
+    Bounded: at most E2EE_PREKEY_REMINDER_MAX_DEVICES devices *examined* a run (reminded or
+    skipped as already reminded: the query is sliced to that many rows), lowest pools first; and
+    it stops starting a new batch once JOB_TIME_BUDGET_S (chatsite.time_budget) has passed. Each
+    batch of E2EE_PREKEY_REMINDER_BATCH_SIZE devices costs one MGET for the "already reminded"
+    check (cache.get_many), then one SET NX per device not yet reminded. Devices past the bound
+    wait for the next run. Reads e2ee_key_bundles once (one row per device). Returns the number
+    of devices reminded; a second run within the interval reminds none."""
     from django.core.cache import cache
 
     from chatsite.realtime.relay import publish_to_devices
+    from chatsite.time_budget import TimeBudget
 
     limit = limit or settings.E2EE_PREKEY_REMINDER_MAX_DEVICES
+    batch_size = settings.E2EE_PREKEY_REMINDER_BATCH_SIZE
+    budget = TimeBudget()
     low = (
         KeyBundle.objects.filter(
             prekeys_remaining__lt=settings.E2EE_PREKEY_REMINDER_BELOW, device__status=Device.Status.ACTIVE
         )
         .order_by("prekeys_remaining", "device_id")
-        .values_list("device_id", "prekeys_remaining")
+        .values_list("device_id", "prekeys_remaining")[:limit]
     )
     events = []
-    for device_id, remaining in low.iterator(chunk_size=500):
-        if len(events) >= limit:
+    rows = low.iterator(chunk_size=batch_size)
+    while not budget.spent():
+        batch = list(itertools.islice(rows, batch_size))
+        if not batch:
             break
-        if not cache.add(
-            f"dm:keys_low_reminded:{device_id}", 1, timeout=settings.E2EE_PREKEY_REMINDER_INTERVAL_S
-        ):
-            continue
-        events.append(
-            (device_id, {"type": "keys.low", "device_id": str(device_id), "prekeys_remaining": remaining})
-        )
+        keys = {device_id: f"dm:keys_low_reminded:{device_id}" for device_id, _ in batch}
+        reminded = cache.get_many(list(keys.values()))  # one MGET for the whole batch
+        for device_id, remaining in batch:
+            if keys[device_id] in reminded or not cache.add(
+                keys[device_id], 1, timeout=settings.E2EE_PREKEY_REMINDER_INTERVAL_S
+            ):
+                continue
+            events.append(
+                (device_id, {"type": "keys.low", "device_id": str(device_id), "prekeys_remaining": remaining})
+            )
     publish_to_devices(events, source="dm")
     return len(events)

@@ -22,6 +22,7 @@ from chatsite.api import circuit, flags, services, throttling
 from chatsite.api.circuit import BREAKERS, CircuitOpenError
 from chatsite.api.models import CircuitBreakerReset
 from chatsite.api.redis import get_redis
+from ops import health
 from tests.conftest import login
 from tests.dm.helpers import opaque_envelopes, open_conversation, party
 from tests.factories import UserFactory
@@ -96,6 +97,36 @@ def test_half_opens_by_itself_after_the_reset_interval_with_one_trial(settings):
     assert b.allow() is False  # one trial at a time
     b.record_success()
     assert (b.state, state_metric("redis")) == ("closed", 0)
+
+
+def test_while_open_a_completed_statement_does_not_close_it(settings):
+    """Open means open for CIRCUIT_BREAKER_RESET_S: a statement that completes meanwhile (the flag
+    refresher's read, a request already in flight) neither closes it nor shortens Retry-After."""
+    settings.CIRCUIT_BREAKER_FAILURES = 1
+    settings.CIRCUIT_BREAKER_RESET_S = 30
+    b = BREAKERS["database"]
+    _open(b, settings)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")  # a real statement: the execute wrapper reports a success
+
+    assert (b.state, b.allow()) == ("open", False)
+    assert b.retry_after_s() >= 29
+
+
+def test_after_the_interval_a_success_closes_it_without_an_allow_first(settings):
+    """A caller that does not ask (a background statement, the /health probe) and succeeds after
+    the interval is the trial: the breaker closes by itself."""
+    settings.CIRCUIT_BREAKER_FAILURES = 1
+    settings.CIRCUIT_BREAKER_RESET_S = 0.2
+    b = BREAKERS["database"]
+    _open(b, settings)
+    time.sleep(0.25)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+    assert (b.state, state_metric("database")) == ("closed", 0)
 
 
 def test_a_failed_trial_opens_it_again(settings):
@@ -256,6 +287,27 @@ def test_redis_outage_opens_the_breaker_and_redis_calls_fail_fast(throwaway_redi
         get_redis().ping()  # no socket: refused by the breaker itself
 
 
+def test_a_redis_pool_running_out_in_this_process_does_not_open_the_breaker(settings):
+    """A burst that exhausts redis-py's own pool (150 simultaneous group joins did, in the suite)
+    says nothing about Redis: the breaker stays closed and Redis stays in use."""
+    import redis as redis_lib
+
+    settings.CIRCUIT_BREAKER_FAILURES = 3
+    pool = redis_lib.ConnectionPool.from_url(settings.REDIS_URL, max_connections=1)
+    client = circuit.BreakerRedis(connection_pool=pool)
+    held = pool.get_connection()
+    try:
+        for _ in range(5):
+            with pytest.raises(redis_lib.ConnectionError, match="Too many connections"):
+                client.ping()
+    finally:
+        pool.release(held)
+        pool.disconnect()
+
+    assert BREAKERS["redis"].state == "closed"
+    assert client.ping() is True
+
+
 async def test_streams_report_relay_lag_while_the_redis_breaker_is_open(throwaway_redis, settings):
     settings.CIRCUIT_BREAKER_FAILURES = 2
     settings.CIRCUIT_BREAKER_RESET_S = 0.5
@@ -318,6 +370,30 @@ def test_another_process_reset_reaches_this_one_through_the_refresher(settings):
     assert BREAKERS["redis"].state == "closed"
 
 
+def test_the_first_reset_ever_reaches_a_process_that_read_the_empty_table(settings):
+    """Before any reset circuit_breaker_resets has no row; a process that read it so must take the
+    first reset (generation 1) as a reset, not as its baseline."""
+    settings.CIRCUIT_BREAKER_FAILURES = 1
+    settings.CIRCUIT_BREAKER_RESET_S = 30
+    circuit.forget_reset_generations()  # as a process that has not read the table yet
+    assert not CircuitBreakerReset.objects.exists()
+    assert flags.overrides.refresh()  # reads the empty table
+    _open(BREAKERS["redis"], settings)
+
+    # What `manage.py circuit_breaker reset` (another, short-lived process) writes the first time.
+    CircuitBreakerReset.objects.create(dependency="redis", generation=1)
+    assert flags.overrides.refresh()
+
+    assert BREAKERS["redis"].state == "closed"
+
+
+def test_the_reset_service_writes_generation_1_for_a_first_reset_and_2_for_the_next():
+    services.circuit_breaker_reset(dependency="redis", by=None, reason="first")
+    services.circuit_breaker_reset(dependency="redis", by=None, reason="second")
+
+    assert CircuitBreakerReset.objects.get(dependency="redis").generation == 2
+
+
 def test_command_status_and_reset(settings, capsys):
     settings.CIRCUIT_BREAKER_FAILURES = 1
     _open(BREAKERS["redis"], settings)
@@ -357,6 +433,54 @@ def test_health_reports_the_breakers(client, settings):
     _open(BREAKERS["redis"], settings)
 
     assert client.get("/health").json()["checks"]["circuit_breaker"]["status"] == "degraded"
+
+
+def test_a_breaker_503_is_counted_in_the_responses_by_status(client, settings):
+    """The fail-fast 503 passes PrometheusAfterMiddleware, so error-rate alerts see the outage."""
+    settings.CIRCUIT_BREAKER_FAILURES = 1
+    settings.CIRCUIT_BREAKER_RESET_S = 30
+    token = login(UserFactory())
+    _open(BREAKERS["database"], settings)
+    sample = "django_http_responses_total_by_status_total"
+    before = REGISTRY.get_sample_value(sample, {"status": "503"}) or 0.0
+
+    resp = client.get("/groups", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    assert (resp.status_code, resp.json()["code"]) == (503, "DATABASE_UNAVAILABLE")
+    assert REGISTRY.get_sample_value(sample, {"status": "503"}) == before + 1
+
+
+def test_the_health_probe_asks_redis_itself_while_the_redis_breaker_is_open(settings):
+    """An open breaker is not a Redis outage: /health and redis_ready must not say "down" (the
+    RedisDown alert) without contacting Redis."""
+    settings.CIRCUIT_BREAKER_FAILURES = 1
+    settings.CIRCUIT_BREAKER_RESET_S = 30
+    _open(BREAKERS["redis"], settings)
+
+    assert health.check_redis()["status"] == "ok"
+    assert BREAKERS["redis"].state == "open"  # within the open interval the success is ignored
+
+
+def test_the_health_probe_reports_its_success_to_the_breaker_after_the_interval(settings):
+    settings.CIRCUIT_BREAKER_FAILURES = 1
+    settings.CIRCUIT_BREAKER_RESET_S = 0.2
+    _open(BREAKERS["redis"], settings)
+    time.sleep(0.25)
+
+    assert health.check_redis()["status"] == "ok"
+
+    assert BREAKERS["redis"].state == "closed"
+
+
+def test_the_health_probe_counts_its_failures(throwaway_redis, settings):
+    settings.CIRCUIT_BREAKER_FAILURES = 2
+    settings.CIRCUIT_BREAKER_RESET_S = 30
+    throwaway_redis.stop()
+
+    assert health.check_redis()["status"] == "down"
+    assert health.check_redis()["status"] == "down"
+
+    assert BREAKERS["redis"].state == "open"
 
 
 def test_while_open_api_requests_get_503_with_retry_after_and_the_admin_still_loads(client, settings):

@@ -3,13 +3,16 @@ MESSAGE_WRITE off refuses every message write (503) while reads keep working (se
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 
 import pytest
 from channels.db import database_sync_to_async
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
 
 from chatsite.accounts.models import SecurityEvent
@@ -315,3 +318,125 @@ def test_admin_toggle_asks_for_a_reason_then_sets_and_audits(staff_client):
     assert FeatureFlag.objects.get(name="MESSAGE_WRITE").enabled is False
     event = SecurityEvent.objects.get(kind=SecurityEvent.Kind.FEATURE_FLAG_CHANGED)
     assert (event.data["by"], event.data["reason"]) == (staff.pk, "duplicates in group_messages")
+
+
+# --- The refresher: concurrency, a dead thread, a fork ---------------------------------------------
+
+
+def test_two_concurrent_first_overrides_each_audit_the_value_they_really_replaced():
+    """The second first-override waits for the first (ON CONFLICT on the primary key, then the
+    row lock), so its audit's `before` is the first one's `after`, not the environment's value."""
+    first_inside, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                services.flag_set(name="GROUPS", enabled=False, by=None, reason="first")
+                first_inside.set()
+                release.wait(10)
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            services.flag_set(name="GROUPS", enabled=True, by=None, reason="second")
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    with override_settings(GROUPS_ENABLED=True):
+        t1 = threading.Thread(target=first)
+        t1.start()
+        assert first_inside.wait(10)
+        t2 = threading.Thread(target=second)
+        t2.start()
+        time.sleep(0.5)  # the second is now waiting on the first's uncommitted row
+        release.set()
+        t1.join(10)
+        t2.join(10)
+
+    assert errors == []
+    audits = SecurityEvent.objects.filter(kind=SecurityEvent.Kind.FEATURE_FLAG_CHANGED).order_by("id")
+    assert [(e.data["reason"], e.data["before"], e.data["after"]) for e in audits] == [
+        ("first", True, False),
+        ("second", False, True),
+    ]
+    assert FeatureFlag.objects.get(name="GROUPS").enabled is True
+
+
+def test_a_refresher_that_died_is_started_again_by_the_next_flag_check():
+    refresher = flags.Overrides()
+    refresher.get("GROUPS")  # starts its thread
+    dead = refresher._thread
+    # End the thread as an escaped exception would (a stopped thread), then allow starts again.
+    refresher._stop.set()
+    dead.join(5)
+    refresher._stop.clear()
+    assert not dead.is_alive()
+    FeatureFlag.objects.create(name="GROUPS", enabled=False, reason="while it was dead")
+    try:
+        refresher.get("GROUPS")  # a flag check
+        assert refresher._thread is not dead and refresher._thread.is_alive()
+        deadline = time.monotonic() + 5
+        while refresher.get("GROUPS") is not False:  # the new thread reads the table
+            assert time.monotonic() < deadline, "the new refresher never read the change"
+            time.sleep(0.05)
+    finally:
+        refresher.stop()
+
+
+class _FirstRefreshRaises(flags.Overrides):
+    def __init__(self) -> None:
+        super().__init__()
+        self.raised = False
+
+    def refresh(self) -> bool:
+        if not self.raised:
+            self.raised = True
+            raise RuntimeError("escaped a refresh")
+        return super().refresh()
+
+
+def test_an_exception_escaping_a_refresh_does_not_end_the_refresher(settings):
+    settings.FEATURE_FLAG_REFRESH_S = 0.05
+    FeatureFlag.objects.create(name="STATUS", enabled=False, reason="x")
+    refresher = _FirstRefreshRaises()
+    try:
+        refresher.start()
+        deadline = time.monotonic() + 5
+        while refresher.loaded_at is None:  # set by the first refresh that worked
+            assert time.monotonic() < deadline, "the refresher died with the exception"
+            time.sleep(0.02)
+        assert refresher.raised and refresher._thread.is_alive()
+        assert refresher._values == {"STATUS": False}
+    finally:
+        refresher.stop()
+
+
+def test_a_fork_while_the_refresher_holds_the_lock_does_not_deadlock_the_child():
+    """After a fork only the forking thread exists: a lock another thread held stays held forever
+    unless the child gets a fresh one (os.register_at_fork)."""
+    with flags.overrides._lock:  # as the refresher holds it while it swaps the values in
+        pid = os.fork()
+        if pid == 0:  # the child: take the lock (set_local) and say so by the exit code
+            try:
+                flags.overrides.set_local("GROUPS", False)
+                code = 0 if flags.overrides._thread is None else 2
+            except BaseException:  # noqa: BLE001
+                code = 3
+            os._exit(code)
+    deadline = time.monotonic() + 5
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the child deadlocked on the lock held at fork time")
+        time.sleep(0.02)
+    assert os.waitstatus_to_exitcode(status) == 0

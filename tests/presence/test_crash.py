@@ -64,5 +64,9 @@ async def test_dm_sse_marks_online_and_offline(redis_required):
         await _wait_online(user.pk)
         assert len(_conn_keys(user.pk)) == 1
 
-    row = await database_sync_to_async(UserPresence.objects.get)(user_id=user.pk)
-    assert row.device_online is False and _conn_keys(user.pk) == []
+    async def offline():  # the end-of-stream work runs in a task of its own (presence/streams.py)
+        row = await database_sync_to_async(UserPresence.objects.get)(user_id=user.pk)
+        return row.device_online is False
+
+    await _wait_for(offline)
+    assert _conn_keys(user.pk) == []

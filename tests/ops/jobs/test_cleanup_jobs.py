@@ -143,6 +143,38 @@ def test_a_healthy_room_leaves_nothing_for_the_sweep():
     assert r.exists(rooms.meta_key("d" * 16)) and r.exists(rooms.members_key("d" * 16))
 
 
+def _fill_with_other_keys(r: redis.Redis, n: int) -> None:
+    pipe = r.pipeline(transaction=False)
+    for i in range(n):
+        pipe.set(f"other:{i}", 1)
+    pipe.execute()
+
+
+@override_settings(ROOM_SWEEP_SCAN_COUNT=100, JOB_TIME_BUDGET_S=30)
+def test_the_room_sweep_counts_every_key_it_walks_toward_its_max():
+    r = _redis()
+    _fill_with_other_keys(r, 5000)
+    for i in range(50):
+        r.hset(rooms.meta_key(f"{i:016x}"), mapping={"created_at": 1, "creator": 1})  # no TTL
+
+    # One page of ~100 of 5050 keys: a few room keys at most, never all 50 (which counting only
+    # the room:* keys toward the max would fix).
+    assert rooms_sweep(max_keys=100) < 50
+    assert sum(r.ttl(rooms.meta_key(f"{i:016x}")) == -1 for i in range(50)) > 0
+
+
+@override_settings(ROOM_SWEEP_SCAN_COUNT=100, JOB_TIME_BUDGET_S=0)
+def test_the_room_sweep_stops_after_one_page_once_its_budget_is_spent():
+    r = _redis()
+    _fill_with_other_keys(r, 5000)
+    for i in range(50):
+        r.hset(rooms.meta_key(f"{i:016x}"), mapping={"created_at": 1, "creator": 1})
+
+    assert rooms_sweep() < 50
+    with override_settings(JOB_TIME_BUDGET_S=30):
+        assert rooms_sweep() > 0  # the rest, on a run with time left
+
+
 # --- dm-remind-low-prekeys --------------------------------------------------------------------
 
 
@@ -188,8 +220,27 @@ def test_revoked_devices_are_not_reminded_and_a_run_is_bounded():
     assert KeyBundle.objects.filter(prekeys_remaining__lt=5).count() == 3
 
     assert prekey_reminders_send(limit=1) == 1
-    assert prekey_reminders_send(limit=1) == 1
+    assert prekey_reminders_send(limit=2) == 1
+    assert prekey_reminders_send(limit=2) == 0
+
+
+@override_settings(E2EE_PREKEY_REMINDER_BELOW=5, E2EE_PREKEY_REMINDER_BATCH_SIZE=1)
+def test_already_reminded_devices_count_toward_the_prekey_reminder_bound():
+    party(one_time_keys=1), party(one_time_keys=2)
+    assert prekey_reminders_send(limit=1) == 1  # the lowest pool
+
+    # The one device examined is the one already reminded: it uses up the bound.
     assert prekey_reminders_send(limit=1) == 0
+    assert prekey_reminders_send(limit=2) == 1
+
+
+@override_settings(E2EE_PREKEY_REMINDER_BELOW=5, JOB_TIME_BUDGET_S=0)
+def test_prekey_reminders_stop_when_the_time_budget_is_spent():
+    party(one_time_keys=1), party(one_time_keys=2)
+
+    assert prekey_reminders_send() == 0
+    with override_settings(JOB_TIME_BUDGET_S=30):
+        assert prekey_reminders_send() == 2
 
 
 # --- dm-purge-deliveries (batched since issue 17) ----------------------------------------------

@@ -3,11 +3,13 @@ records its success (time, rows) or failure, and /metrics shows both."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from io import StringIO
 
 import pytest
-from celery import shared_task
+from celery import shared_task, signals
+from celery.exceptions import Retry
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import override_settings
@@ -23,6 +25,22 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @shared_task(name="tests.ops.jobs.always_fails")
 def always_fails() -> int:
     raise RuntimeError("the disk is full")
+
+
+RETRYING_SCHEDULE = {
+    **settings.CELERY_BEAT_SCHEDULE,
+    "test-always-fails": {"task": "tests.ops.jobs.always_fails", "schedule": 60.0},
+}
+
+
+def _attempt(state: str, retval) -> None:
+    """One attempt of always_fails as a worker's tracer reports it (Celery's eager apply() cannot
+    run a task's retries without raising, so the signals are sent as a worker sends them)."""
+    task_id = str(uuid.uuid4())
+    signals.task_prerun.send(sender=always_fails, task_id=task_id, task=always_fails)
+    signals.task_postrun.send(
+        sender=always_fails, task_id=task_id, task=always_fails, retval=retval, state=state
+    )
 
 
 FAILING_SCHEDULE = {
@@ -79,6 +97,28 @@ def test_a_failing_job_records_the_failure_and_the_command_fails(client):
     assert run.last_error == "RuntimeError: the disk is full"
     assert _samples(client, "beat_job_failures_total")["test-always-fails"] == 1
     assert _samples(client, "beat_job_last_success_timestamp_seconds")["test-always-fails"] == 0
+
+
+@override_settings(CELERY_BEAT_SCHEDULE=RETRYING_SCHEDULE)
+def test_a_run_that_fails_after_its_retries_counts_one_failure(client):
+    error = RuntimeError("the disk is full")
+    for _ in range(3):
+        _attempt("RETRY", Retry(exc=error))
+    _attempt("FAILURE", error)
+
+    run = JobRun.objects.get(job_name="test-always-fails")
+    assert run.runs == 4 and run.failures == 1
+    assert _samples(client, "beat_job_failures_total")["test-always-fails"] == 1
+
+
+@override_settings(CELERY_BEAT_SCHEDULE=RETRYING_SCHEDULE)
+def test_a_retry_that_then_succeeds_is_no_failure(client):
+    _attempt("RETRY", Retry(exc=RuntimeError("a blip")))
+    _attempt("SUCCESS", 2)
+
+    run = JobRun.objects.get(job_name="test-always-fails")
+    assert run.runs == 2 and run.failures == 0 and run.last_rows == 2
+    assert _samples(client, "beat_job_failures_total")["test-always-fails"] == 0
 
 
 def test_an_unknown_job_is_a_command_error():

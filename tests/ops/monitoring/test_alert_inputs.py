@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -72,3 +77,63 @@ def test_sql_statements_are_timed():
 def test_a_scrape_records_the_redis_ping_and_the_connection_limit(client):
     assert 0 < scraped(client, "redis_ping_seconds") < 0.5
     assert scraped(client, "websocket_connections_max") == settings.MAX_TOTAL_CONNECTIONS
+
+
+# The label sets the alert rules select (ops/monitoring/alerts.yml), with the labels they carry.
+ALERTED_SERIES = [
+    ("auth_login_failures_total", {"channel": "api"}),  # FailedAuthSpike
+    ("auth_login_failures_total", {"channel": "admin"}),
+    ("ws_connection_rejected_total", {"reason": "unauthenticated"}),  # StreamAuthExpiredSpike
+    ("ws_connection_rejected_total", {"reason": "total_limit"}),  # StreamConnectionFailureRateHigh
+    ("ws_connection_rejected_total", {"reason": "ip_limit"}),
+    ("ws_connection_rejected_total", {"reason": "origin"}),
+    ("websocket_connections_total", {"transport": "ws"}),
+    ("websocket_connections_total", {"transport": "sse"}),
+    ("websocket_disconnections_total", {"transport": "ws", "reason": "unauthenticated"}),
+    ("websocket_disconnections_total", {"transport": "sse", "reason": "unauthenticated"}),
+]
+
+_FRESH_PROCESS = """
+import json, os
+os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+import django
+django.setup()
+from django.urls import resolve  # loads the URLconf and every module /metrics pulls in
+resolve("/metrics")
+from prometheus_client import REGISTRY
+series = json.loads(os.environ["SERIES"])
+print(json.dumps([REGISTRY.get_sample_value(name, labels) for name, labels in series]))
+"""
+
+
+def test_a_fresh_process_exposes_the_alerted_label_sets_at_zero_before_any_event():
+    # A new interpreter: in this one, earlier tests may already have counted these events.
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "chatsite.settings", "SERIES": json.dumps(ALERTED_SERIES)}
+    done = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS],
+        env=env,
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    values = json.loads(done.stdout.strip().splitlines()[-1])
+    assert dict(zip([f"{n}{labels}" for n, labels in ALERTED_SERIES], values, strict=True)) == {
+        f"{n}{labels}": 0.0 for n, labels in ALERTED_SERIES
+    }
+
+
+def test_metrics_exposes_every_alerted_label_set(client):
+    text = client.get("/metrics").content.decode()
+    exposed = {
+        (sample.name, tuple(sorted(sample.labels.items())))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    missing = [
+        (name, labels)
+        for name, labels in ALERTED_SERIES
+        if (name, tuple(sorted(labels.items()))) not in exposed
+    ]
+    assert missing == []
