@@ -4,16 +4,12 @@
 from celery import shared_task
 from django.conf import settings
 
+from chatsite.time_budget import cleanup_task
 from dm.services.messages import deliveries_purge
 from dm.services.prekeys import prekey_reminders_send
 
 
-@shared_task(
-    autoretry_for=(Exception,),
-    retry_backoff=True,
-    max_retries=3,
-    soft_time_limit=settings.JOB_SOFT_TIME_LIMIT_S,
-)
+@cleanup_task
 def purge_deliveries() -> dict[str, int]:
     """TTL cleanup: acknowledged deliveries past retention, unacknowledged ones past expiry."""
     return deliveries_purge()

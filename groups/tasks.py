@@ -14,7 +14,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from chatsite.api.redis import get_redis
-from chatsite.time_budget import TimeBudget
+from chatsite.time_budget import TimeBudget, cleanup_task
 from groups.models import Delivery, GroupMessage, Invite, InviteRedemption
 
 logger = logging.getLogger(__name__)
@@ -177,24 +177,14 @@ def rooms_sweep(*, max_keys: int | None = None) -> int:
     return fixed
 
 
-@shared_task(
-    autoretry_for=(Exception,),
-    retry_backoff=True,
-    max_retries=3,
-    soft_time_limit=settings.JOB_SOFT_TIME_LIMIT_S,
-)
+@cleanup_task
 def purge_group_messages() -> dict[str, int]:
     """Retention: group messages past GROUP_MESSAGE_RETENTION_DAYS (and the positions pointing at
     them)."""
     return group_messages_purge()
 
 
-@shared_task(
-    autoretry_for=(Exception,),
-    retry_backoff=True,
-    max_retries=3,
-    soft_time_limit=settings.JOB_SOFT_TIME_LIMIT_S,
-)
+@cleanup_task
 def purge_invites() -> dict[str, int]:
     """Invites expired or used up more than GROUP_INVITE_CLEANUP_GRACE_HOURS ago."""
     return invites_purge()

@@ -7,12 +7,11 @@ import logging
 import time
 from datetime import datetime
 
-from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from chatsite.time_budget import TimeBudget
+from chatsite.time_budget import TimeBudget, cleanup_task
 from status import metrics
 from status.models import StatusAudience, StatusPost, StatusView
 
@@ -69,12 +68,7 @@ def run_cleanup(**kwargs) -> dict[str, int]:
     return result
 
 
-@shared_task(
-    autoretry_for=(Exception,),
-    retry_backoff=True,
-    max_retries=3,
-    soft_time_limit=settings.JOB_SOFT_TIME_LIMIT_S,
-)
+@cleanup_task
 def cleanup_expired_posts() -> dict[str, int]:
     """Expired status posts, their audience and views."""
     return run_cleanup()

@@ -6,13 +6,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from chatsite.accounts.models import SecurityEvent
-from chatsite.time_budget import TimeBudget
+from chatsite.time_budget import TimeBudget, cleanup_task
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +44,7 @@ def security_events_purge(*, now: datetime | None = None, batch_size: int | None
     return deleted
 
 
-@shared_task(
-    autoretry_for=(Exception,),
-    retry_backoff=True,
-    max_retries=3,
-    soft_time_limit=settings.JOB_SOFT_TIME_LIMIT_S,
-)
+@cleanup_task
 def purge_security_events() -> int:
     """Retention of the audit trail: security events past SECURITY_EVENT_RETENTION_DAYS."""
     return security_events_purge()

@@ -30,6 +30,7 @@ starts this process's refresher if nothing has yet (it otherwise starts on the f
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -330,32 +331,32 @@ def _redis_guard() -> Breaker:
     return b
 
 
+@contextlib.contextmanager
+def _through_redis_breaker():
+    """Around one Redis call (a command or a pipeline, sync or async): refused while the breaker
+    is open, an outage counted as a failure, a completed call as a success."""
+    b = _redis_guard()
+    try:
+        yield
+    except REDIS_FAILURES as exc:
+        if is_redis_outage(exc):
+            b.record_failure()
+        raise
+    b.record_success()
+
+
 class BreakerPipeline(redis.client.Pipeline):
     def execute(self, raise_on_error: bool = True):
-        b = _redis_guard()
-        try:
-            result = super().execute(raise_on_error)
-        except REDIS_FAILURES as exc:
-            if is_redis_outage(exc):
-                b.record_failure()
-            raise
-        b.record_success()
-        return result
+        with _through_redis_breaker():
+            return super().execute(raise_on_error)
 
 
 class BreakerRedis(redis.Redis):
     """redis.Redis whose commands and pipelines go through the redis breaker."""
 
     def execute_command(self, *args, **options):
-        b = _redis_guard()
-        try:
-            result = super().execute_command(*args, **options)
-        except REDIS_FAILURES as exc:
-            if is_redis_outage(exc):
-                b.record_failure()
-            raise
-        b.record_success()
-        return result
+        with _through_redis_breaker():
+            return super().execute_command(*args, **options)
 
     def pipeline(self, transaction: bool = True, shard_hint=None) -> BreakerPipeline:
         return BreakerPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
@@ -363,28 +364,14 @@ class BreakerRedis(redis.Redis):
 
 class AsyncBreakerPipeline(aioredis.client.Pipeline):
     async def execute(self, raise_on_error: bool = True):
-        b = _redis_guard()
-        try:
-            result = await super().execute(raise_on_error)
-        except REDIS_FAILURES as exc:
-            if is_redis_outage(exc):
-                b.record_failure()
-            raise
-        b.record_success()
-        return result
+        with _through_redis_breaker():
+            return await super().execute(raise_on_error)
 
 
 class AsyncBreakerRedis(aioredis.Redis):
     async def execute_command(self, *args, **options):
-        b = _redis_guard()
-        try:
-            result = await super().execute_command(*args, **options)
-        except REDIS_FAILURES as exc:
-            if is_redis_outage(exc):
-                b.record_failure()
-            raise
-        b.record_success()
-        return result
+        with _through_redis_breaker():
+            return await super().execute_command(*args, **options)
 
     def pipeline(self, transaction: bool = True, shard_hint=None) -> AsyncBreakerPipeline:
         return AsyncBreakerPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
